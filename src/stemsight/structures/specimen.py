@@ -51,6 +51,7 @@ class Specimen:
     atoms: ase.Atoms with an orthogonal cell (Lx, Ly, Lz), pbc in x and y; z along the beam. Each atom has
     `atoms.arrays['site']`, the index into `sites` of the site it occupies.
     sites: every lattice site, occupied or empty, with its label.
+    phase: '2H' or '1T' for TMDs (sets the chalcogen-site capacity), None for graphene and hBN.
     """
 
     atoms: object  # ase.Atoms (kept untyped so that importing this module does not import ASE)
@@ -58,6 +59,7 @@ class Specimen:
     host: Host
     dopant: str | None = None
     dopant_site: str | None = None
+    phase: str | None = None
 
     @property
     def cell_xy_a(self) -> tuple[float, float]:
