@@ -1,0 +1,20 @@
+"""`stemsight demo`: the main job on built-in defaults (for now: simulate a doped MoS2 bundle)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run stemsight end to end on built-in defaults")
+    p.add_argument("--out", default="stemsight-demo", help="output folder (default ./stemsight-demo)")
+    p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stemsight.report.demo import run_demo
+
+    report = run_demo(args.out, seed=args.seed)
+    print(report)
+    return 0
