@@ -14,10 +14,20 @@ def add_context_flags(parser: argparse.ArgumentParser, *, defaults: dict | None 
     g.add_argument("--dopant", default=d.get("dopant"), help="dopant element symbol (e.g. V, Se, Si)")
     g.add_argument("--dopant-site", default=None, help="sublattice the dopant takes (M/X; C; B/N)")
     g.add_argument("--energy-kev", type=float, default=d.get("energy_kev"), help="beam energy (keV)")
-    g.add_argument("--convergence-mrad", type=float, default=d.get("convergence_mrad"),
-                   help="probe convergence semi-angle (mrad)")  # fmt: skip
-    g.add_argument("--detector-mrad", type=float, nargs=2, metavar=("INNER", "OUTER"),
-                   default=d.get("detector_mrad"), help="annular detector inner and outer angle (mrad)")  # fmt: skip
+    g.add_argument(
+        "--convergence-mrad",
+        type=float,
+        default=d.get("convergence_mrad"),
+        help="probe convergence semi-angle (mrad)",
+    )
+    g.add_argument(
+        "--detector-mrad",
+        type=float,
+        nargs=2,
+        metavar=("INNER", "OUTER"),
+        default=d.get("detector_mrad"),
+        help="annular detector inner and outer angle (mrad)",
+    )
     g.add_argument("--pixel-size-a", type=float, default=d.get("pixel_size_a"), help="pixel size (Å)")
     g.add_argument("--dose", type=float, default=d.get("dose"), help="electron dose (e/Å²)")
     g.add_argument("--defocus-a", type=float, default=0.0, help="defocus (Å, abTEM convention)")

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from stemsight.core.errors import InputError
 
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stemsight import __version__
     from stemsight.cli import demo, simulate
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="stemsight",
         description="Find and name every atomic site in an ADF-STEM image of a 2D crystal.",
     )
@@ -28,8 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ArgumentParserError(Exception):
-    pass
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with the exit-code contract: a usage error is one line on stderr and exit code 2
+    (`--help` still prints the full usage). Sub-commands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except InputError as exc:
-        print(f"stemsight: error: {exc}", file=sys.stderr)
+        print(f"stemsight: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stemsight: interrupted", file=sys.stderr)
@@ -50,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("STEMSIGHT_DEBUG"):
             raise
         print(
-            f"stemsight: internal error: {type(exc).__name__}: {exc} (STEMSIGHT_DEBUG=1 shows the traceback)",
+            f"stemsight: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(STEMSIGHT_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -18,12 +18,22 @@ def add_parser(sub) -> None:
     add_context_flags(p, defaults={"convergence_mrad": 30.0, "detector_mrad": [80.0, 200.0]})
     p.add_argument("--size-a", type=float, default=40.0, help="field of view (Å, square); default 40")
     p.add_argument("--phase", choices=("2H", "1T"), default="2H", help="MX2 polytype (default 2H)")
-    p.add_argument("--defects", default=None,
-                   help="defect fractions, e.g. 'D_M=0.03,V_X=0.02' (default: 3%% dopant, sparse vacancies)")  # fmt: skip
-    p.add_argument("--engine", choices=("fast", "abtem"), default="fast",
-                   help="image formation: fast incoherent model (default) or abTEM multislice")  # fmt: skip
-    p.add_argument("--no-realism", action="store_true",
-                   help="no scan distortion, blur or contamination (shot noise still follows --dose)")  # fmt: skip
+    p.add_argument(
+        "--defects",
+        default=None,
+        help="defect fractions, e.g. 'D_M=0.03,V_X=0.02' (default: 3%% dopant, sparse vacancies)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("fast", "abtem"),
+        default="fast",
+        help="image formation: fast incoherent model (default) or abTEM multislice",
+    )
+    p.add_argument(
+        "--no-realism",
+        action="store_true",
+        help="no scan distortion, blur or contamination (shot noise still follows --dose)",
+    )
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--out", required=True, help="output bundle folder")
     p.set_defaults(run=run)
@@ -36,12 +46,16 @@ def parse_fractions(text: str | None) -> dict[str, float] | None:
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
+        key = key.strip()
         try:
-            out[key.strip()] = float(value)
+            fraction = float(value)
         except ValueError:
             sep = ""
-        if not sep:
+        if not sep or not key:
             raise InputError(f"--defects: expected LABEL=FRACTION, got {part!r}")
+        if key in out:
+            raise InputError(f"--defects: {key} is given twice")
+        out[key] = fraction
     return out
 
 

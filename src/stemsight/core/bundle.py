@@ -78,10 +78,18 @@ def read_bundle(path: str | Path) -> LabelledImage:
         raise InputError(f"{path}: missing image.npy") from None
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path / 'image.npy'}: unreadable ({exc})") from None
-    if image.ndim != 2 or not np.issubdtype(image.dtype, np.number):
-        raise InputError(f"{path / 'image.npy'}: expected a 2D numeric array, got shape {image.shape}")
+    if not isinstance(image, np.ndarray):  # an .npz archive under the .npy name
+        image.close()
+        raise InputError(f"{path / 'image.npy'}: not a single .npy array")
+    if image.ndim != 2 or not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+        raise InputError(
+            f"{path / 'image.npy'}: expected a 2D real array, got shape {image.shape} dtype {image.dtype}"
+        )
     meta = _read_json(path / "meta.json")
-    context = ImagingContext.from_dict(meta)
+    try:
+        context = ImagingContext.from_dict(meta)
+    except InputError as exc:
+        raise InputError(f"{path / 'meta.json'}: {exc}") from None
     provenance = {k: v for k, v in meta.items() if k not in context.to_dict() or k in context.extra}
     x, y, sub, lab = _read_sites(path / "sites.csv")
     return LabelledImage(image.astype(np.float32), x, y, sub, lab, context, provenance)
@@ -94,21 +102,34 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
 def _read_sites(path: Path):
     try:
         with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            rows = list(reader)
     except FileNotFoundError:
         raise InputError(f"{path}: missing") from None
-    if rows and not set(SITE_COLUMNS) <= set(rows[0]):
-        raise InputError(f"{path}: expected columns {','.join(SITE_COLUMNS)}")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a CSV text file ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if not set(SITE_COLUMNS) <= set(columns):
+        raise InputError(f"{path}: expected columns {','.join(SITE_COLUMNS)}, got {','.join(columns)}")
+    for line, row in enumerate(rows, start=2):
+        if None in row or any(row[c] is None for c in SITE_COLUMNS):
+            raise InputError(f"{path}: line {line} does not have the {len(columns)} columns of the header")
     try:
-        x = np.array([float(r["x_px"]) for r in rows])
-        y = np.array([float(r["y_px"]) for r in rows])
-    except (TypeError, ValueError) as exc:
+        x = np.array([float(r["x_px"]) for r in rows], dtype=np.float64)
+        y = np.array([float(r["y_px"]) for r in rows], dtype=np.float64)
+    except ValueError as exc:
         raise InputError(f"{path}: bad coordinate ({exc})") from None
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise InputError(f"{path}: coordinates must be finite numbers")
     sub = np.array([r["sublattice"] for r in rows], dtype=str)
     lab = np.array([r["label"] for r in rows], dtype=str)
     return x, y, sub, lab

@@ -61,9 +61,13 @@ class ImagingContext:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InputError(f"{key}: expected a number, got {value!r}")
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond the float range
+                raise InputError(f"{key}: must be finite, got an integer too large for a float") from None
+            if not math.isfinite(number):
                 raise InputError(f"{key}: must be finite, got {value!r}")
-            object.__setattr__(self, key, float(value))
+            object.__setattr__(self, key, number)
         _check_positive(self, "energy_kev", "convergence_mrad", "pixel_size_a")
         _check_positive(self, "pixel_size_a_y", "dose_e_per_a2", optional=True)
         if self.energy_kev > 5000:
@@ -98,7 +102,9 @@ class ImagingContext:
                 f"(one of {', '.join(host.sublattices)})"
             )
         if host.elements[self.dopant_site] == self.dopant:
-            raise InputError(f"dopant: {self.dopant} is the host element of the {self.dopant_site} sublattice")
+            raise InputError(
+                f"dopant: {self.dopant} is the host element of the {self.dopant_site} sublattice"
+            )
 
     @property
     def host_spec(self) -> Host:
@@ -139,7 +145,12 @@ class ImagingContext:
             raise InputError(f"{path}: no such file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        except OSError as exc:  # a folder, no permission, ...
+            raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
 
 
 def _check_positive(ctx: ImagingContext, *keys: str, optional: bool = False) -> None:

@@ -41,7 +41,8 @@ def parse_host(name: str) -> Host:
     match = re.fullmatch(r"([A-Z][a-z]?)(S|Se|Te)2", name)
     if match is None:
         raise InputError(
-            f"host: unknown host {name!r} (expected MX2 with X in S/Se/Te such as 'MoS2', or 'graphene', 'hBN')"
+            f"host: unknown host {name!r} "
+            "(expected MX2 with X in S/Se/Te such as 'MoS2', or 'graphene', 'hBN')"
         )
     metal, chalcogen = match.groups()
     atomic_number(metal, what="host metal")

@@ -11,26 +11,49 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; on success it replaces `path`, on error it is removed."""
+    """Yield a temporary folder beside `path`; on success it replaces `path`, on error it is removed.
+
+    The folder gets the usual permissions (0o777 less the umask), not the private ones of a temporary
+    folder. An existing `path` is replaced as a whole, and restored if the final rename fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        tmp.chmod(0o777 & ~_umask())
         yield tmp
-        if path.exists():
+        if path.exists() or path.is_symlink():
             if not overwrite:
                 raise FileExistsError(path)
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
+            _replace(path, tmp)
         else:
             tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replace(path: Path, new: Path) -> None:
+    """Swap `new` in for the existing `path`: move the old one aside (into a fresh private folder, so that
+    no leftover of an earlier crash is in the way), rename, then delete the old one."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    old = trash / path.name
+    path.rename(old)
+    try:
+        new.rename(path)
+    except BaseException:
+        old.rename(path)
+        shutil.rmtree(trash, ignore_errors=True)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -41,6 +64,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

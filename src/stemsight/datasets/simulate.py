@@ -43,7 +43,7 @@ class SimulationRequest:
 
 
 def default_fractions(context: ImagingContext) -> dict[str, float]:
-    """Typical defect fractions: 3 % dopant on its sublattice (when a dopant is given) and sparse vacancies."""
+    """Typical defect fractions: 3 % dopant on its sublattice (when a dopant is given), sparse vacancies."""
     host = context.host_spec
     if host.family == "tmd":
         out = {"V_M": 0.005, "V_X": 0.02, "V_2X": 0.005}
@@ -67,6 +67,8 @@ def simulate_labelled_image(request: SimulationRequest) -> LabelledImage:
     ctx = request.context
     if request.engine not in ENGINES:
         raise InputError(f"engine: unknown engine {request.engine!r} (known: {', '.join(ENGINES)})")
+    if isinstance(request.seed, bool) or not isinstance(request.seed, int | np.integer) or request.seed < 0:
+        raise InputError(f"seed: must be a non-negative integer, got {request.seed!r}")
     py, px = ctx.pixel_size_yx_a
     size_x, size_y = _size_xy(request.size_a)
     nx, ny = round(size_x / px), round(size_y / py)
@@ -94,7 +96,11 @@ def simulate_labelled_image(request: SimulationRequest) -> LabelledImage:
     sites = specimen.sites
     sites_px = np.stack([sites.x_a / px + margin, sites.y_a / py + margin], axis=1)
     image, moved = apply_realism(
-        np.clip(ideal, 0, None), sites_px, params, pixel_size_a=px, pixel_size_a_y=ctx.pixel_size_a_y,
+        np.clip(ideal, 0, None),
+        sites_px,
+        params,
+        pixel_size_a=px,
+        pixel_size_a_y=ctx.pixel_size_a_y,
         margin_px=margin,
     )
     inside = (moved[:, 0] > -0.5) & (moved[:, 0] < nx - 0.5) & (moved[:, 1] > -0.5) & (moved[:, 1] < ny - 0.5)
@@ -102,7 +108,7 @@ def simulate_labelled_image(request: SimulationRequest) -> LabelledImage:
         "stemsight_version": __version__,
         "simulation": {
             "engine": request.engine,
-            "seed": request.seed,
+            "seed": int(request.seed),
             "size_a": [size_x, size_y],
             "phase": request.phase,
             "fractions": fractions,

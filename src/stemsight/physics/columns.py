@@ -1,13 +1,18 @@
-"""Atomic columns and their ADF object functions.
+"""Atomic columns and their ADF response.
 
-A thin 2D crystal images as a sum of columns (atoms at one projected position, e.g. the two chalcogens
-of a TMD). Between columns the annular detector averages interference away, so the image is the probe
-intensity convolved with one object function per column (incoherent imaging). The object function of a
-column type is computed once, exactly for that column: a plane wave goes through the column's atoms
-(phase gratings from the Lobato potentials, Fresnel propagation between atoms), the scattered amplitude
-T(k) gives O(Q) = ∫ D_eff(k) T(k) T*(k − Q) d²k, averaged over frozen-phonon displacements so that thermal
-diffuse scattering is included. D_eff is the detector annulus averaged over the probe aperture, which makes
-the integrated intensity of each column exact.
+A thin 2D crystal images as a sum of columns (atoms at one projected position, e.g. the two chalcogens of
+a TMD); between columns the annular detector averages the interference away. For one column, with the
+probe's partial plane waves K (aperture function A) and the column's scattered amplitude T(k) (a plane
+wave through the column's atoms: Lobato phase gratings and Fresnel propagation between them), the
+Fourier coefficient of the image at spatial frequency Δ is exactly (thin-object limit)
+
+    Ĩ(Δ) = Σ_K A(K) A*(K + Δ) G_K(Δ),    G_K(Δ) = ∫ D(k + K) T(k) T*(k − Δ) d²k,
+
+where D is the detector annulus. G_K depends smoothly on the partial wave K through the shifted detector,
+so it is tabulated at a few nodes K_j of a coarse grid over the aperture and interpolated with hat
+functions φ_j: Ĩ(Δ) = Σ_j G_{K_j}(Δ) M_j(Δ), M_j(Δ) = Σ_K A(K) φ_j(K) A*(K + Δ). The maps G_{K_j} depend
+on the column and the context only (cached); M_j on the probe only. Frozen-phonon averaging of G adds
+thermal diffuse scattering.
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ from stemsight.physics.optics import interaction_parameter, soft_aperture, wavel
 from stemsight.physics.scattering import projected_potential_k
 from stemsight.physics.thermal import rms_displacement_a
 
-ColumnKey = tuple[tuple[str, float], ...]  # ((element, z relative to the column's first atom in Å), ...)
+ColumnKey = tuple[tuple[str, float], ...]  # ((element, z below the focal plane in Å), ...) along the beam
+
+# Frequency (1/Å) up to which the potential is kept: resolving the core of heavy atoms matters for their
+# strong-phase (non-linear) scattering; 12/Å puts Mo and W within 1 % of a converged calculation.
+_K_CORE = 12.0
+_NODES_PER_RADIUS = 3  # coarse-grid spacing of the partial-wave nodes: aperture radius / 3
+_PHONON_SEED = 20251121
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ def find_columns(atoms, *, tolerance_a: float = 0.1) -> Columns:
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     n_col, member_of = connected_components(graph, directed=False)
     symbols = atoms.get_chemical_symbols()
+    z_focus = 0.5 * (pos[:, 2].min() + pos[:, 2].max())  # the probe is focused on the layer's mid-plane
     keys: dict[ColumnKey, int] = {}
     col_xy = np.zeros((n_col, 2))
     kind = np.zeros(n_col, dtype=np.int64)
@@ -62,122 +74,153 @@ def find_columns(atoms, *, tolerance_a: float = 0.1) -> Columns:
         offsets = xy[idx] - xy[idx[0]]
         offsets -= box * np.round(offsets / box)  # minimum image within the column
         col_xy[c] = np.mod(xy[idx[0]] + offsets.mean(axis=0), box)
-        order = idx[np.argsort(pos[idx, 2])]
-        z0 = pos[order[0], 2]
-        key = tuple((symbols[i], round(float(pos[i, 2] - z0), 2)) for i in order)
+        order = idx[np.argsort(pos[idx, 2], kind="stable")]
+        key = tuple((symbols[i], round(float(pos[i, 2] - z_focus), 2)) for i in order)
         kind[c] = keys.setdefault(key, len(keys))
     return Columns(col_xy, kind, tuple(keys))
 
 
 @dataclass(frozen=True)
-class ObjectTransfer:
-    """O(Q) of one column type on a square frequency grid (fftshifted), spacing dq (1/Å).
+class ColumnResponse:
+    """G_{K_j}(Δ) of one column type (see module docstring).
 
-    values: (n, n) float64, Å², O(0) is the column's ADF cross section.
+    nodes_k: (J, 2) partial-wave nodes K_j = (kx, ky) in 1/Å on a square grid of spacing `node_spacing`.
+    maps: (J, m, m) complex128 in Å², Δ on a centred grid of spacing `dq` (1/Å), index m // 2 is Δ = 0.
     """
 
-    values: np.ndarray
+    nodes_k: np.ndarray
+    node_spacing: float
+    maps: np.ndarray
     dq: float
 
     @property
     def cross_section_a2(self) -> float:
-        n = self.values.shape[0]
-        return float(self.values[n // 2, n // 2])
-
-
-# Frequency (1/Å) up to which the potential is kept: resolving the core of heavy atoms matters for their
-# strong-phase (non-linear) scattering; 12/Å puts Mo and W within 1 % of a converged calculation.
-_K_CORE = 12.0
+        """ADF cross section (Å²) for a plane wave at normal incidence: G_0(0)."""
+        j0 = int(np.argmin(np.abs(self.nodes_k).sum(axis=1)))
+        m = self.maps.shape[1] // 2
+        return float(self.maps[j0, m, m].real)
 
 
 def _box_grid(energy_kev: float, outer_mrad: float, convergence_mrad: float, box_a: float) -> int:
-    """Grid points across the column box: after the 2/3 antialiasing cut, the grid keeps both the largest
-    frequency the image needs (detector edge plus the probe's band limit) and the atomic cores."""
+    """Grid points across the column box: after the 2/3 antialiasing cut, the grid keeps every frequency
+    the detector sees from any partial wave (outer edge plus aperture plus the image band) and the cores."""
     lam = wavelength_a(energy_kev)
-    k_needed = max((outer_mrad + 2 * convergence_mrad) * 1e-3 / lam, _K_CORE)
-    n = int(math.ceil(2 * 1.5 * k_needed * box_a))
+    k_needed = max((outer_mrad + 3 * convergence_mrad) * 1e-3 / lam, _K_CORE)
+    n = math.ceil(2 * 1.5 * k_needed * box_a)
     return sfft.next_fast_len(n + n % 2)
 
 
-@lru_cache(maxsize=512)
-def column_object_transfer(
+@lru_cache(maxsize=256)
+def column_response(
     key: ColumnKey,
     *,
     energy_kev: float,
     convergence_mrad: float,
     inner_mrad: float,
     outer_mrad: float,
-    phonon_configs: int = 8,
     thermal: bool = True,
+    phonon_configs: int = 8,
     box_a: float = 8.0,
-) -> ObjectTransfer:
-    """Object transfer O(Q) of a column (see module docstring), phonon-averaged when `thermal`.
-
-    Deterministic: the frozen-phonon displacements come from a fixed seed, in antithetic pairs.
-    """
+) -> ColumnResponse:
+    """Tabulate G_{K_j}(Δ) for a column (module docstring); deterministic (fixed phonon seed, antithetic
+    pairs of displacements)."""
     n = _box_grid(energy_kev, outer_mrad, convergence_mrad, box_a)
     lam = wavelength_a(energy_kev)
-    sigma = interaction_parameter(energy_kev)
-    k1 = np.fft.fftfreq(n, d=box_a / n)
+    dk = 1.0 / box_a
+    k1 = sfft.fftfreq(n, d=box_a / n)
     kx, ky = k1[None, :], k1[:, None]
     k = np.sqrt(kx**2 + ky**2)
-    dk = 1.0 / box_a
-    antialias = soft_aperture(k, k1.max() * 2 / 3, dk)
-    detector = _effective_detector(k, lam, inner_mrad, outer_mrad, convergence_mrad, dk)
-    vk = {el: projected_potential_k(el, k) for el in {el for el, _ in key}}
-    rms = np.array([rms_displacement_a(el) if thermal else 0.0 for el, _ in key])
-    configs = max(1, phonon_configs if thermal and rms.max() > 0 else 1)
-    rng = np.random.default_rng(20251121)
-    total = np.zeros((n, n))
-    for i in range(configs):
-        if i % 2 == 0:
-            shifts = rng.normal(size=(len(key), 2)) * rms[:, None]
-        else:
-            shifts = -shifts
-        exit_wave = _column_exit_wave(key, shifts, vk, kx, ky, k, lam, sigma, antialias)
-        amplitude = np.fft.fft2(exit_wave - 1.0) * (box_a / n) ** 2  # continuous FT, Å²
-        weighted = np.fft.ifft2(detector * amplitude)
-        corr = np.fft.fft2(weighted * np.conj(np.fft.ifft2(amplitude))) * (n * n) * dk**2
-        total += corr.real
-    values = _symmetrise(np.fft.fftshift(total / configs))
-    return ObjectTransfer(values, dk)
+    detector = soft_aperture(k, outer_mrad * 1e-3 / lam, dk) - soft_aperture(k, inner_mrad * 1e-3 / lam, dk)
+    aperture_k = convergence_mrad * 1e-3 / lam
+    step = max(1, round(aperture_k / _NODES_PER_RADIUS / dk))  # node spacing in box frequency steps
+    reach = math.ceil(aperture_k / (step * dk)) + 1
+    nodes = [
+        (p, q)
+        for q in range(-reach, reach + 1)
+        for p in range(-reach, reach + 1)
+        if math.hypot(max(abs(p) - 1, 0), max(abs(q) - 1, 0)) * step * dk < aperture_k
+    ]
+    band = math.ceil(2 * aperture_k / dk) + 2  # |Δ| ≤ 2α/λ, plus interpolation room
+    crop = np.r_[n - band : n, 0 : band + 1]
+    wave_of = _ExitWaves(key, n=n, box_a=box_a, energy_kev=energy_kev, thermal=thermal)
+    configs = phonon_configs if thermal and wave_of.vibrates else 1
+    # Columns are isotropic: only nodes with 0 <= q <= p are computed, the rest follow by symmetry.
+    canonical = sorted({_canonical(p, q)[0] for p, q in nodes})
+    base = np.zeros((len(canonical), 2 * band + 1, 2 * band + 1), dtype=np.complex128)
+    scale = n * n * dk**2
+    tilted = wave_of.depth_dependent
+    for c in range(configs):
+        for j, (p, q) in enumerate(canonical):
+            if j == 0 or tilted:
+                wave = wave_of(c, tilt_k=(p * step * dk, q * step * dk) if tilted else (0.0, 0.0))
+                amplitude = sfft.fft2(wave - 1.0, workers=1) * (box_a / n) ** 2  # continuous FT, Å²
+                conj_real = np.conj(sfft.ifft2(amplitude, workers=1))
+            shifted = np.roll(detector, (-q * step, -p * step), axis=(0, 1))  # D(k + K_j)
+            corr = sfft.fft2(sfft.ifft2(shifted * amplitude, workers=1) * conj_real, workers=1)
+            base[j] += corr[np.ix_(crop, crop)] * scale
+    index = {pq: j for j, pq in enumerate(canonical)}
+    maps = np.stack(
+        [_apply_symmetry(base[index[_canonical(p, q)[0]]], *_canonical(p, q)[1:]) for p, q in nodes]
+    )
+    nodes_k = np.array(nodes, dtype=float) * step * dk
+    return ColumnResponse(nodes_k, step * dk, maps / configs, dk)
 
 
-def _effective_detector(k, lam, inner_mrad, outer_mrad, convergence_mrad, dk) -> np.ndarray:
-    """Annular detector (1 inside [inner, outer]) averaged over the probe aperture's disc."""
-    kin, kout = inner_mrad * 1e-3 / lam, outer_mrad * 1e-3 / lam
-    annulus = soft_aperture(k, kout, dk) - soft_aperture(k, kin, dk)
-    disc = soft_aperture(k, convergence_mrad * 1e-3 / lam, dk)
-    disc /= disc.sum()
-    return np.fft.ifft2(np.fft.fft2(annulus) * np.fft.fft2(disc)).real
+def _canonical(p: int, q: int) -> tuple[tuple[int, int], bool, int, int]:
+    """Node (p, q) as R(p0, q0) with 0 <= q0 <= p0: R swaps x and y (when `swap`), then flips signs."""
+    a, b = abs(p), abs(q)
+    swap = b > a
+    p0, q0 = (b, a) if swap else (a, b)
+    return (p0, q0), swap, -1 if p < 0 else 1, -1 if q < 0 else 1
 
 
-def _column_exit_wave(key, shifts, vk, kx, ky, k, lam, sigma, antialias) -> np.ndarray:
-    """Plane-wave multislice through the atoms of one column (one slice per atom, in z order)."""
-    n = k.shape[0]
-    cell = 1.0 / (kx[0, 1] - kx[0, 0])  # box size in Å
-    wave = np.ones((n, n), dtype=complex)
-    z_prev = None
-    for (element, z), (dx, dy) in zip(key, shifts, strict=True):
-        if z_prev is not None and z > z_prev:
-            propagator = np.exp(-1j * np.pi * lam * (z - z_prev) * k**2) * antialias
-            wave = np.fft.ifft2(np.fft.fft2(wave) * propagator)
-        z_prev = z
-        phase_ramp = np.exp(-2j * np.pi * (kx * dx + ky * dy))
-        potential = np.fft.ifft2(vk[element] * phase_ramp).real * (n / cell) ** 2  # V·Å
-        transmission = np.fft.ifft2(np.fft.fft2(np.exp(1j * sigma * potential)) * antialias)
-        wave = wave * transmission
-    return wave
+def _apply_symmetry(g0: np.ndarray, swap: bool, sx: int, sy: int) -> np.ndarray:
+    """G_{R K}(Δ) = G_K(R⁻¹ Δ) on a centred (Δy, Δx) map, for R = (flip x by sx, y by sy) ∘ (swap)."""
+    g = g0.T if swap else g0
+    if sx < 0:
+        g = g[:, ::-1]
+    if sy < 0:
+        g = g[::-1, :]
+    return g
 
 
-def _symmetrise(values: np.ndarray) -> np.ndarray:
-    """Average over the 8 symmetries of the square grid (isotropic columns; removes phonon noise).
-    The grid is fftshifted with an even size, so flips are taken about the centre pixel."""
-    v = values[1:, 1:]  # drop the unpaired Nyquist row and column; the centre stays at the centre
-    acc = np.zeros_like(v)
-    for t in (v, v.T):
-        for a in (t, t[::-1], t[:, ::-1], t[::-1, ::-1]):
-            acc += a
-    out = np.zeros_like(values)
-    out[1:, 1:] = acc / 8
-    return out
+class _ExitWaves:
+    """Exit waves of a plane wave through one column, per frozen-phonon configuration and partial-wave
+    tilt: a partial wave K crosses an atom at depth z (below the focal plane) displaced laterally by λzK,
+    which is how each atom of a column sees the probe at its own focus."""
+
+    def __init__(self, key: ColumnKey, *, n: int, box_a: float, energy_kev: float, thermal: bool):
+        self.key = key
+        self.n, self.box_a = n, box_a
+        self.lam = wavelength_a(energy_kev)
+        self.sigma = interaction_parameter(energy_kev)
+        k1 = sfft.fftfreq(n, d=box_a / n)
+        self.kx, self.ky = k1[None, :], k1[:, None]
+        self.k2 = self.kx**2 + self.ky**2
+        self.antialias = soft_aperture(np.sqrt(self.k2), k1.max() * 2 / 3, 1 / box_a)
+        self.vk = {el: projected_potential_k(el, np.sqrt(self.k2)) for el in {el for el, _ in key}}
+        self.rms = np.array([rms_displacement_a(el) if thermal else 0.0 for el, _ in key])
+        self.vibrates = bool(self.rms.max() > 0)
+        self.depth = np.array([z for _, z in key])
+        self.depth_dependent = bool(np.abs(self.depth).max() > 1e-3)
+        rng = np.random.default_rng(_PHONON_SEED)
+        self._draws = [rng.normal(size=(len(key), 2)) for _ in range(64)]
+
+    def __call__(self, config: int, tilt_k: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+        sign = -1.0 if config % 2 else 1.0  # antithetic pairs
+        shifts = sign * self._draws[(config // 2) % 64] * self.rms[:, None]
+        shifts = shifts + self.lam * self.depth[:, None] * np.asarray(tilt_k)[None, :]
+        wave = np.ones((self.n, self.n), dtype=complex)
+        z_prev = None
+        for (element, z), (dx, dy) in zip(self.key, shifts, strict=True):
+            if z_prev is not None and z > z_prev:
+                propagator = np.exp(-1j * np.pi * self.lam * (z - z_prev) * self.k2) * self.antialias
+                wave = sfft.ifft2(sfft.fft2(wave, workers=1) * propagator, workers=1)
+            z_prev = z
+            ramp = np.exp(-2j * np.pi * (self.kx * dx + self.ky * dy))
+            potential = sfft.ifft2(self.vk[element] * ramp, workers=1).real * (self.n / self.box_a) ** 2
+            transmission = sfft.ifft2(
+                sfft.fft2(np.exp(1j * self.sigma * potential), workers=1) * self.antialias, workers=1
+            )
+            wave = wave * transmission
+        return wave

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import fft as sfft
-from scipy.ndimage import map_coordinates
 
 from stemsight.core.context import ImagingContext
-from stemsight.physics.columns import Columns, column_object_transfer, find_columns
-from stemsight.physics.optics import probe_otf, source_envelope, wavelength_a
+from stemsight.physics.columns import Columns, column_response, find_columns
+from stemsight.physics.optics import aperture_function, source_envelope, wavelength_a
 
 
 def fast_adf_image(
@@ -69,27 +68,22 @@ def _image_spectrum(cols: Columns, cell_yx, context: ImagingContext, *, thermal,
     q_band = 2 * context.convergence_mrad * 1e-3 / lam
     mx = np.arange(-int(q_band * lx), int(q_band * lx) + 1)
     ny_ = np.arange(-int(q_band * ly), int(q_band * ly) + 1)
-    grid = (
-        sfft.next_fast_len(int(np.ceil(2 * q_band * ly * 1.05)) + 2),
-        sfft.next_fast_len(int(np.ceil(2 * q_band * lx * 1.05)) + 2),
-    )
-    otf = probe_otf(
-        grid,
+    qx = (mx / lx)[None, :]
+    qy = (ny_ / ly)[:, None]
+    q = np.sqrt(qx**2 + qy**2)
+    envelope = source_envelope(q, context.source_size_a) * (q <= q_band)
+    probe = partial_wave_weights(
         (ly, lx),
+        q_band=q_band,
         energy_kev=context.energy_kev,
         convergence_mrad=context.convergence_mrad,
         defocus_a=defocus_a,
         cs_mm=context.cs_mm,
         **astig,
-    )[np.ix_(ny_ % grid[0], mx % grid[1])]
-    qx = (mx / lx)[None, :]
-    qy = (ny_ / ly)[:, None]
-    q = np.sqrt(qx**2 + qy**2)
-    transfer = otf * source_envelope(q, context.source_size_a) * (q <= q_band)
-    total = np.zeros(transfer.shape, dtype=complex)
+    )
+    total = np.zeros(envelope.shape, dtype=complex)
     for kind, key in enumerate(cols.keys):
-        xy = cols.xy_a[cols.kind == kind]
-        obj = column_object_transfer(
+        response = column_response(
             key,
             energy_kev=context.energy_kev,
             convergence_mrad=context.convergence_mrad,
@@ -97,9 +91,57 @@ def _image_spectrum(cols: Columns, cell_yx, context: ImagingContext, *, thermal,
             outer_mrad=context.detector_outer_mrad,
             thermal=thermal,
         )
-        centre = obj.values.shape[0] // 2
-        o_q = map_coordinates(obj.values, [qy / obj.dq + centre + 0 * qx, qx / obj.dq + centre + 0 * qy], order=3)
+        transfer = probe.transfer(response, qx, qy, ny_, mx)
+        xy = cols.xy_a[cols.kind == kind]
         ex = np.exp(-2j * np.pi * np.outer(xy[:, 0], mx) / lx)
         ey = np.exp(-2j * np.pi * np.outer(xy[:, 1], ny_) / ly)
-        total += o_q * (ey.T @ ex)
-    return transfer * total, mx, ny_
+        total += transfer * (ey.T @ ex)
+    return envelope * total, mx, ny_
+
+
+class partial_wave_weights:
+    """The probe's part of Ĩ(Δ): M_j(Δ) = Σ_K A(K) φ_j(K) A*(K + Δ) for every node K_j of a column
+    response, on the cell's FFT grid (computed once per node spacing and reused for all column types)."""
+
+    def __init__(self, cell_yx, *, q_band, energy_kev, convergence_mrad, **aberrations):
+        ly, lx = cell_yx
+        self.grid = (
+            sfft.next_fast_len(int(np.ceil(2 * q_band * ly * 1.05)) + 2),
+            sfft.next_fast_len(int(np.ceil(2 * q_band * lx * 1.05)) + 2),
+        )
+        self.kx = sfft.fftfreq(self.grid[1], d=lx / self.grid[1])[None, :]
+        self.ky = sfft.fftfreq(self.grid[0], d=ly / self.grid[0])[:, None]
+        self.aperture = aperture_function(
+            self.kx, self.ky, cell_yx, energy_kev=energy_kev, convergence_mrad=convergence_mrad, **aberrations
+        )
+        self._conj_probe = np.conj(sfft.ifft2(self.aperture, workers=1))
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def weights(self, node_k: np.ndarray, spacing: float) -> np.ndarray:
+        """M_j on the FFT grid (index −Δ order handled by `transfer`)."""
+        key = (float(node_k[0]), float(node_k[1]), float(spacing))
+        if key not in self._cache:
+            hat = np.clip(1 - np.abs(self.kx - node_k[0]) / spacing, 0, None) * np.clip(
+                1 - np.abs(self.ky - node_k[1]) / spacing, 0, None
+            )
+            n_total = self.grid[0] * self.grid[1]
+            corr = sfft.fft2(sfft.ifft2(self.aperture * hat, workers=1) * self._conj_probe, workers=1)
+            self._cache[key] = corr * n_total
+        return self._cache[key]
+
+    def transfer(self, response, qx, qy, ny_, mx) -> np.ndarray:
+        """Σ_j G_j(Δ) M_j(Δ) at the band frequencies Δ = (mx / Lx, ny / Ly) (G_j interpolated bilinearly)."""
+        centre = response.maps.shape[1] // 2
+        fy, fx = np.broadcast_arrays(qy / response.dq + centre, qx / response.dq + centre)
+        iy, ix = np.floor(fy).astype(int), np.floor(fx).astype(int)
+        wy, wx = fy - iy, fx - ix
+        g = response.maps
+        interpolated = (
+            g[:, iy, ix] * ((1 - wy) * (1 - wx))
+            + g[:, iy + 1, ix] * (wy * (1 - wx))
+            + g[:, iy, ix + 1] * ((1 - wy) * wx)
+            + g[:, iy + 1, ix + 1] * (wy * wx)
+        )
+        rows, cols = np.ix_((-ny_) % self.grid[0], (-mx) % self.grid[1])
+        weights = np.stack([self.weights(k, response.node_spacing)[rows, cols] for k in response.nodes_k])
+        return np.einsum("jnm,jnm->nm", interpolated, weights)

@@ -59,9 +59,10 @@ def soft_aperture(k: np.ndarray, cutoff: float, dk: float) -> np.ndarray:
     return np.clip((cutoff - k) / dk + 0.5, 0.0, 1.0)
 
 
-def probe_otf(
-    shape: tuple[int, int],
-    cell_a: tuple[float, float],
+def aperture_function(
+    kx: np.ndarray,
+    ky: np.ndarray,
+    cell_yx: tuple[float, float],
     *,
     energy_kev: float,
     convergence_mrad: float,
@@ -70,22 +71,12 @@ def probe_otf(
     astigmatism_a: float = 0.0,
     astigmatism_angle_deg: float = 0.0,
 ) -> np.ndarray:
-    """Optical transfer function of the probe intensity on an FFT grid.
-
-    shape: (ny, nx) grid over a periodic cell of size cell_a = (Ly, Lx) in Å. Returns the (ny, nx)
-    complex Fourier transform of |P(r)|², normalised so that OTF(0) = 1 (a probe of one electron). The
-    grid must extend to at least twice the aperture radius (no aliasing of |P|²).
-    """
-    ny, nx = shape
-    ly, lx = cell_a
+    """Probe aperture function A(K) = aperture · exp(−iχ(K)) on the frequency grid (kx, ky) of a periodic
+    cell (Ly, Lx) in Å, normalised so that Σ|A|² = 1 (a probe of one electron)."""
     lam = wavelength_a(energy_kev)
-    ky = np.fft.fftfreq(ny, d=ly / ny)[:, None]
-    kx = np.fft.fftfreq(nx, d=lx / nx)[None, :]
     cutoff = convergence_mrad * 1e-3 / lam
-    if min(np.abs(kx).max(), np.abs(ky).max()) < 2 * cutoff * 0.999:
-        raise ValueError("probe_otf: grid too coarse for twice the aperture radius")
     k = np.sqrt(kx**2 + ky**2)
-    amplitude = soft_aperture(k, cutoff, min(1 / lx, 1 / ly))
+    amplitude = soft_aperture(k, cutoff, min(1 / cell_yx[0], 1 / cell_yx[1]))
     chi = aberration_phase(
         kx,
         ky,
@@ -95,10 +86,8 @@ def probe_otf(
         astigmatism_a=astigmatism_a,
         astigmatism_angle_deg=astigmatism_angle_deg,
     )
-    probe = np.fft.ifft2(amplitude * np.exp(-1j * chi))
-    intensity = np.abs(probe) ** 2
-    otf = np.fft.fft2(intensity)
-    return otf / otf[0, 0]
+    a = amplitude * np.exp(-1j * chi)
+    return a / np.sqrt(np.sum(np.abs(a) ** 2))
 
 
 def source_envelope(q: np.ndarray, source_size_a: float) -> np.ndarray:

@@ -33,8 +33,13 @@ def preview_png(item: LabelledImage, *, title: str | None = None, dpi: int = 100
             continue
         sel = item.label == label
         ax.scatter(
-            item.x_px[sel], item.y_px[sel], s=60, facecolors="none",
-            edgecolors=LABEL_COLOURS.get(label, "yellow"), linewidths=1.2, label=f"{label} ({sel.sum()})",
+            item.x_px[sel],
+            item.y_px[sel],
+            s=60,
+            facecolors="none",
+            edgecolors=LABEL_COLOURS.get(label, "yellow"),
+            linewidths=1.2,
+            label=f"{label} ({sel.sum()})",
         )
     ax.set_axis_off()
     if ax.get_legend_handles_labels()[0]:
@@ -42,7 +47,8 @@ def preview_png(item: LabelledImage, *, title: str | None = None, dpi: int = 100
     ctx = item.context
     dopant = f":{ctx.dopant}" if ctx.dopant else ""
     ax.set_title(
-        title or f"{ctx.host}{dopant}  {ctx.energy_kev:g} kV  {ctx.detector_inner_mrad:g}–"
+        title
+        or f"{ctx.host}{dopant}  {ctx.energy_kev:g} kV  {ctx.detector_inner_mrad:g}–"
         f"{ctx.detector_outer_mrad:g} mrad  {ctx.pixel_size_a:g} Å/px",
         fontsize=9,
     )

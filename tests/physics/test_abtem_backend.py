@@ -1,0 +1,137 @@
+"""abTEM reference backend: tiny cells, a few seconds each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("abtem")
+ase = pytest.importorskip("ase")
+
+from stemsight.core.context import ImagingContext  # noqa: E402
+from stemsight.physics.abtem_backend import abtem_adf_image, abtem_wavelength_a  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+CELL = (4.0, 5.0, 4.0)
+ATOM_XY = (1.2, 2.8)
+# 10 x 10 scan, 0.4 Å steps, the atom on a grid point: column 3 (x = 1.2), row 7 (y = 2.8).
+X_A = np.arange(10) * 0.4
+Y_A = np.arange(10) * 0.4
+ATOM_RC = (7, 3)
+
+
+def _context(**changes) -> ImagingContext:
+    ctx = ImagingContext(
+        host="MoS2",
+        energy_kev=60.0,
+        convergence_mrad=30.0,
+        detector_inner_mrad=80.0,
+        detector_outer_mrad=200.0,
+        pixel_size_a=0.4,
+    )
+    return ctx.replace(**changes) if changes else ctx
+
+
+def _single(symbol: str) -> ase.Atoms:
+    return ase.Atoms(symbol, positions=[(*ATOM_XY, 2.0)], cell=CELL, pbc=True)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    return float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
+
+
+@pytest.fixture(scope="module")
+def w_image() -> np.ndarray:
+    return abtem_adf_image(_single("W"), _context(), x_a=X_A, y_a=Y_A)
+
+
+def test_shape_dtype_finite_and_fraction(w_image):
+    assert w_image.shape == (len(Y_A), len(X_A))
+    assert w_image.dtype == np.float64
+    assert np.all(np.isfinite(w_image))
+    assert np.all(w_image >= 0) and np.all(w_image < 1)
+    assert w_image.max() > 0.01  # a W column sends a few % of the beam to 80-200 mrad at 60 kV
+
+
+def test_rows_are_y_and_peak_on_the_atom(w_image):
+    assert np.unravel_index(np.argmax(w_image), w_image.shape) == ATOM_RC
+    # non-square scan: rows follow y_a, columns follow x_a
+    x = 0.6 + np.arange(5) * 0.3  # 0.6 .. 1.8, atom at column 2
+    y = 1.6 + np.arange(7) * 0.4  # 1.6 .. 4.0, atom at row 3
+    image = abtem_adf_image(_single("W"), _context(), x_a=x, y_a=y, method="prism")
+    assert image.shape == (7, 5)
+    assert np.unravel_index(np.argmax(image), image.shape) == (3, 2)
+
+
+def test_heavier_atom_scatters_more(w_image):
+    s_image = abtem_adf_image(_single("S"), _context(), x_a=X_A, y_a=Y_A)
+    assert np.unravel_index(np.argmax(s_image), s_image.shape) == ATOM_RC
+    assert w_image.max() > 2 * s_image.max()
+
+
+def test_vacuum_is_dark_and_all_angles_sum_to_one():
+    weak = _single("H")
+    assert abtem_adf_image(weak, _context(), x_a=X_A[:3], y_a=Y_A[:3]).max() < 1e-3
+    everything = _context(detector_inner_mrad=0.0)
+    total = abtem_adf_image(_single("W"), everything, x_a=X_A[:3], y_a=Y_A[:3])
+    assert np.all(np.abs(total - 1) < 0.03)
+
+
+def test_prism_agrees_with_multislice(w_image):
+    prism = abtem_adf_image(_single("W"), _context(), x_a=X_A, y_a=Y_A, method="prism")
+    assert _ncc(w_image, prism) > 0.99
+    ctx = _context(defocus_a=30.0, cs_mm=1.0)
+    a = abtem_adf_image(_single("W"), ctx, x_a=X_A, y_a=Y_A)
+    b = abtem_adf_image(_single("W"), ctx, x_a=X_A, y_a=Y_A, method="prism")
+    assert _ncc(a, b) > 0.99
+
+
+def test_defocus_is_context_plus_residual():
+    ctx = _context(defocus_a=40.0)
+    a = abtem_adf_image(_single("W"), ctx, x_a=X_A[:4], y_a=Y_A[5:9], residual_defocus_a=-40.0)
+    b = abtem_adf_image(_single("W"), _context(), x_a=X_A[:4], y_a=Y_A[5:9])
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    c = abtem_adf_image(_single("W"), ctx, x_a=X_A[:4], y_a=Y_A[5:9])
+    assert c.max() < b.max()  # a defocused probe is broader: a lower peak
+
+
+def test_frozen_phonons_are_seeded():
+    kwargs = dict(x_a=X_A[:5], y_a=Y_A[5:10], frozen_phonons=2)
+    a = abtem_adf_image(_single("W"), _context(), seed=3, **kwargs)
+    b = abtem_adf_image(_single("W"), _context(), seed=3, **kwargs)
+    c = abtem_adf_image(_single("W"), _context(), seed=4, **kwargs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    d = abtem_adf_image(_single("W"), _context(), seed=3, sigmas_a={"W": 0.2}, **kwargs)
+    assert not np.allclose(a, d)
+
+
+def test_source_size_blurs_periodic_and_partial_scans(w_image):
+    blurred = abtem_adf_image(_single("W"), _context(source_size_a=0.8), x_a=X_A, y_a=np.arange(10) * 0.5)
+    sharp = abtem_adf_image(_single("W"), _context(), x_a=X_A, y_a=np.arange(10) * 0.5)
+    # the scan covers the cell: a periodic blur keeps the mean and lowers the peak
+    assert blurred.mean() == pytest.approx(sharp.mean(), rel=1e-9)
+    assert blurred.max() < sharp.max()
+    partial = abtem_adf_image(_single("W"), _context(source_size_a=0.8), x_a=X_A, y_a=Y_A)
+    assert partial.max() < w_image.max()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="multislice"):
+        abtem_adf_image(_single("W"), _context(), x_a=X_A, y_a=Y_A, method="bloch")
+    with pytest.raises(ValueError, match="evenly spaced"):
+        abtem_adf_image(_single("W"), _context(), x_a=[0.0, 0.1, 0.3], y_a=Y_A)
+    with pytest.raises(ValueError, match="sampling_a"):
+        abtem_adf_image(_single("W"), _context(), x_a=X_A, y_a=Y_A, sampling_a=0.2)
+    tilted = _single("W")
+    tilted.set_cell([[4, 0, 0], [1, 5, 0], [0, 0, 4]])
+    with pytest.raises(ValueError, match="orthogonal"):
+        abtem_adf_image(tilted, _context(), x_a=X_A, y_a=Y_A)
+
+
+def test_wavelength():
+    assert abtem_wavelength_a(60.0) == pytest.approx(0.04866, abs=1e-5)
+    assert abtem_wavelength_a(300.0) == pytest.approx(0.01969, abs=1e-5)
