@@ -26,6 +26,7 @@ from scipy import fft as sfft
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+from scipy.stats import norm, qmc
 
 from stemsight.physics.optics import interaction_parameter, soft_aperture, wavelength_a
 from stemsight.physics.scattering import projected_potential_k
@@ -119,11 +120,13 @@ def column_response(
     inner_mrad: float,
     outer_mrad: float,
     thermal: bool = True,
-    phonon_configs: int = 8,
+    phonon_configs: int = 16,
     box_a: float = 8.0,
 ) -> ColumnResponse:
-    """Tabulate G_{K_j}(Δ) for a column (module docstring); deterministic (fixed phonon seed, antithetic
-    pairs of displacements)."""
+    """Tabulate G_{K_j}(Δ) for a column (module docstring). Thermal vibration: the column's centroid
+    blurs its image by an exact Gaussian; the atoms' displacements relative to the centroid (which make
+    the thermal diffuse scattering of multi-atom columns) are averaged over `phonon_configs` scrambled
+    Sobol points (fixed seed: deterministic)."""
     n = _box_grid(energy_kev, outer_mrad, convergence_mrad, box_a)
     lam = wavelength_a(energy_kev)
     dk = 1.0 / box_a
@@ -162,6 +165,9 @@ def column_response(
     maps = np.stack(
         [_apply_symmetry(base[index[_canonical(p, q)[0]]], *_canonical(p, q)[1:]) for p, q in nodes]
     )
+    # the column's centroid vibrates as a whole: an exact Gaussian blur of its image
+    d = (np.arange(2 * band + 1) - band) * dk
+    maps *= np.exp(-2 * np.pi**2 * wave_of.centroid_variance * (d[:, None] ** 2 + d[None, :] ** 2))
     nodes_k = np.array(nodes, dtype=float) * step * dk
     return ColumnResponse(nodes_k, step * dk, maps / configs, dk)
 
@@ -200,15 +206,16 @@ class _ExitWaves:
         self.antialias = soft_aperture(np.sqrt(self.k2), k1.max() * 2 / 3, 1 / box_a)
         self.vk = {el: projected_potential_k(el, np.sqrt(self.k2)) for el in {el for el, _ in key}}
         self.rms = np.array([rms_displacement_a(el) if thermal else 0.0 for el, _ in key])
-        self.vibrates = bool(self.rms.max() > 0)
+        self.centroid_variance = float(np.sum(self.rms**2)) / len(key) ** 2  # per axis, Å²
+        self.vibrates = bool(self.rms.max() > 0) and len(key) > 1  # relative displacements exist
         self.depth = np.array([z for _, z in key])
         self.depth_dependent = bool(np.abs(self.depth).max() > 1e-3)
-        rng = np.random.default_rng(_PHONON_SEED)
-        self._draws = [rng.normal(size=(len(key), 2)) for _ in range(64)]
+        sobol = qmc.Sobol(2 * len(key), scramble=True, seed=_PHONON_SEED).random(64)
+        self._draws = norm.ppf(np.clip(sobol, 1e-6, 1 - 1e-6)).reshape(64, len(key), 2)
 
     def __call__(self, config: int, tilt_k: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-        sign = -1.0 if config % 2 else 1.0  # antithetic pairs
-        shifts = sign * self._draws[(config // 2) % 64] * self.rms[:, None]
+        shifts = self._draws[config % 64] * self.rms[:, None]
+        shifts = shifts - shifts.mean(axis=0)  # relative to the centroid (its motion is the blur above)
         shifts = shifts + self.lam * self.depth[:, None] * np.asarray(tilt_k)[None, :]
         wave = np.ones((self.n, self.n), dtype=complex)
         z_prev = None
