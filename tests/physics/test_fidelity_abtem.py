@@ -20,3 +20,10 @@ def test_fast_engine_matches_abtem(host, energy_kev, detector_mrad):
     assert result.ncc >= 0.99
     assert abs(result.ratio_error) <= 0.05, result.to_dict()
     assert result.seconds_fast < result.seconds_abtem
+
+
+def test_fast_engine_matches_abtem_with_frozen_phonons():
+    """Thermal diffuse scattering on both sides: abTEM with 16 frozen-phonon configurations."""
+    result = compare_with_abtem("MoS2", energy_kev=60, detector_mrad=(80, 200), frozen_phonons=16)
+    assert result.ncc >= 0.99
+    assert abs(result.ratio_error) <= 0.05, result.to_dict()

@@ -30,6 +30,14 @@ def add_parser(sub) -> None:
         help="image formation: fast incoherent model (default) or abTEM multislice",
     )
     p.add_argument(
+        "--frozen-phonons",
+        type=int,
+        default=0,
+        metavar="N",
+        help="abTEM engine: frozen-phonon configurations for thermal diffuse scattering (default 0: a "
+        "static lattice; the fast engine always includes thermal vibration)",
+    )
+    p.add_argument(
         "--no-realism",
         action="store_true",
         help="no scan distortion, blur or contamination (shot noise still follows --dose)",
@@ -74,9 +82,20 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         realism=RealismRanges.off() if args.no_realism else RealismRanges(),
         seed=args.seed,
+        engine_options=_engine_options(args),
     )
     item = simulate_labelled_image(request)
     out = write_bundle(item, args.out)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(item.counts().items()))
     print(f"wrote {out}  ({item.image.shape[1]}×{item.image.shape[0]} px; sites: {counts})")
     return 0
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    if args.frozen_phonons < 0:
+        raise InputError(f"--frozen-phonons: must be >= 0, got {args.frozen_phonons}")
+    if args.engine != "abtem":
+        if args.frozen_phonons:
+            raise InputError("--frozen-phonons: only for --engine abtem")
+        return {}
+    return {"frozen_phonons": args.frozen_phonons, "seed": args.seed}
