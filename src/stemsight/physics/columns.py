@@ -17,7 +17,7 @@ G splits into each atom's own term and the interference between the atoms of a c
 - interference (`column_interference`): a plane wave tilted to each node goes through the column's atoms
   (phase gratings, Fresnel propagation between them, each atom displaced by λ z K as the tilted wave sees
   it); the column's G minus its atoms' own G. Thermal vibration damps it: the same difference computed
-  with Debye–Waller-smeared potentials, as for coherent elastic scattering.
+  with each atom's phase grating averaged over its displacements (Debye–Waller factor on t − 1).
 """
 
 from __future__ import annotations
@@ -160,18 +160,20 @@ class _Box:
         nodes_k = np.array(self.nodes, dtype=float) * self.step * self.dk
         return ColumnResponse(nodes_k, self.step * self.dk, maps, self.dk)
 
-    def potential(self, element: str, shift=(0.0, 0.0), smear_a: float = 0.0) -> np.ndarray:
-        """Projected potential (V·Å) of one atom at `shift` (Å), optionally smeared by a Gaussian of rms
-        `smear_a` per axis (the Debye–Waller-averaged potential)."""
+    def potential(self, element: str, shift=(0.0, 0.0)) -> np.ndarray:
+        """Projected potential (V·Å) of one atom at `shift` (Å)."""
         vk = projected_potential_k(element, np.sqrt(self.k2))
         vk = vk * np.exp(-2j * np.pi * (self.kx * shift[0] + self.ky * shift[1]))
-        if smear_a:
-            vk = vk * np.exp(-2 * np.pi**2 * smear_a**2 * self.k2)
         return sfft.ifft2(vk, workers=1).real * (self.n / self.box_a) ** 2
 
-    def transmit(self, wave: np.ndarray, potential: np.ndarray) -> np.ndarray:
-        t = np.exp(1j * self.sigma * potential)
-        return wave * sfft.ifft2(sfft.fft2(t, workers=1) * self.antialias, workers=1)
+    def transmit(self, wave: np.ndarray, potential: np.ndarray, smear_a: float = 0.0) -> np.ndarray:
+        """Multiply by the atom's phase grating; with `smear_a` (rms displacement per axis, Å) the grating
+        averaged over the atom's thermal displacements: (t − 1) blurred, exp(−2π²⟨u²⟩k²) in Fourier space
+        (for a strong phase object this differs from smearing the potential)."""
+        scattered = sfft.fft2(np.exp(1j * self.sigma * potential) - 1.0, workers=1) * self.antialias
+        if smear_a:
+            scattered = scattered * np.exp(-2 * np.pi**2 * smear_a**2 * self.k2)
+        return wave * (1.0 + sfft.ifft2(scattered, workers=1))
 
     def propagate(self, wave: np.ndarray, dz: float) -> np.ndarray:
         kernel = np.exp(-1j * np.pi * self.lam * dz * self.k2) * self.antialias
@@ -227,17 +229,17 @@ def column_interference(
     for pq in box.canonical:
         tilt = np.asarray(box.node_k(pq))
         shifts = [box.lam * z * tilt for _, z in key]
-        potentials = [box.potential(el, s, u) for (el, _), s, u in zip(key, shifts, smear, strict=True)]
+        potentials = [box.potential(el, s) for (el, _), s in zip(key, shifts, strict=True)]
         wave = np.ones((box.n, box.n), complex)
         z_prev = None
-        for (_, z), v in zip(key, potentials, strict=True):
+        for (_, z), v, u in zip(key, potentials, smear, strict=True):
             if z_prev is not None and z > z_prev:
                 wave = box.propagate(wave, z - z_prev)
-            wave = box.transmit(wave, v)
+            wave = box.transmit(wave, v, u)
             z_prev = z
         g = box.correlate(box.amplitude(wave), pq)
-        for v in potentials:
-            g -= box.correlate(box.amplitude(box.transmit(np.ones((box.n, box.n), complex), v)), pq)
+        for v, u in zip(potentials, smear, strict=True):
+            g -= box.correlate(box.amplitude(box.transmit(np.ones((box.n, box.n), complex), v, u)), pq)
         maps[pq] = g
     return box.response(maps)
 
