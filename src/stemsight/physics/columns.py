@@ -97,13 +97,6 @@ class ColumnResponse:
     maps: np.ndarray
     dq: float
 
-    @property
-    def cross_section_a2(self) -> float:
-        """G_0(0): the ADF cross section (Å²) for a plane wave at normal incidence."""
-        j0 = int(np.argmin(np.abs(self.nodes_k).sum(axis=1)))
-        m = self.maps.shape[1] // 2
-        return float(self.maps[j0, m, m].real)
-
 
 class _Box:
     """The frequency grid of the box around one column, its detector and its partial-wave nodes."""
