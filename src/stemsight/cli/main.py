@@ -16,7 +16,7 @@ from stemsight.core.errors import InputError
 
 def build_parser() -> argparse.ArgumentParser:
     from stemsight import __version__
-    from stemsight.cli import demo, simulate
+    from stemsight.cli import dataset, demo, simulate
 
     parser = _OneLineErrorParser(
         prog="stemsight",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stemsight {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     simulate.add_parser(sub)
+    dataset.add_parser(sub)
     demo.add_parser(sub)
     return parser
 

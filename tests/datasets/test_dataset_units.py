@@ -1,0 +1,132 @@
+"""Work units, patches and context vectors: known answers and physics facts on tiny data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemsight.core.context import ImagingContext
+from stemsight.core.errors import InputError
+from stemsight.datasets.config import load_config
+from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, context_vector
+from stemsight.datasets.patches import extract_patches, normalise_image
+from stemsight.datasets.units import SUBLATTICES, case_fractions, simulate_unit, unit_case, unit_seeds
+
+TINY = Path(__file__).resolve().parents[2] / "examples/datasets/tiny.yaml"
+
+
+def _ctx(**kw) -> ImagingContext:
+    base = dict(host="MoS2", energy_kev=80, convergence_mrad=30, detector_inner_mrad=80,
+                detector_outer_mrad=200, pixel_size_a=0.1, dose_e_per_a2=1e5)
+    return ImagingContext(**{**base, **kw})
+
+
+def _feature(vector, name):
+    return float(vector[CONTEXT_FEATURES.index(name)])
+
+
+def test_expected_intensities_follow_the_cross_sections():
+    v = context_vector(_ctx(dopant="V"))
+    assert v.shape == (len(CONTEXT_FEATURES),) and v.dtype == np.float32
+    assert _feature(v, "expected_M") == 1.0
+    assert 0 < _feature(v, "expected_D_M") < 1  # V (Z 23) is lighter than Mo (Z 42)
+    assert _feature(v, "expected_V_M") == 0.0
+    assert _feature(v, "expected_V_X") == pytest.approx(_feature(v, "expected_X2") / 2, rel=1e-6)
+    heavy = context_vector(_ctx(dopant="Re"))
+    assert _feature(heavy, "expected_D_M") > 1  # Re (Z 75) is heavier than Mo
+    se = context_vector(_ctx(dopant="Se"))
+    order = [_feature(se, f"expected_{lab}") for lab in ("V_X", "X2", "D_X", "D_2X")]
+    assert order == sorted(order) and len(set(order)) == 4  # Se is heavier than S
+    assert _feature(se, "dopant_on_b") == 1.0 and _feature(se, "dopant_on_a") == 0.0
+
+
+def test_context_moves_the_vector_the_way_contrast_moves():
+    """A lower inner angle brings the light S closer to Mo: the X2/M expectation grows."""
+    haadf = context_vector(_ctx(detector_inner_mrad=80))
+    maadf = context_vector(_ctx(detector_inner_mrad=40, detector_outer_mrad=120))
+    assert _feature(maadf, "expected_X2") > _feature(haadf, "expected_X2")
+    assert _feature(context_vector(_ctx(dose_e_per_a2=None)), "has_dose") == 0.0
+
+
+def test_graphene_vector_uses_the_single_lattice_labels():
+    v = context_vector(_ctx(host="graphene", dopant="Si"))
+    assert _feature(v, "family_tmd") == 0.0
+    assert _feature(v, "expected_H") == 1.0 and _feature(v, "expected_D") > 1  # Si is heavier than C
+    assert all(_feature(v, f"expected_{lab}") == 0.0 for lab in ("M", "X2", "D_M"))
+
+
+def test_normalise_image_puts_percentiles_at_zero_and_one():
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 10, (64, 64))
+    out = normalise_image(image * 3 + 7)
+    assert np.percentile(out, 1) == pytest.approx(0, abs=1e-5)
+    assert np.percentile(out, 99) == pytest.approx(1, abs=1e-5)
+    np.testing.assert_allclose(out, normalise_image(image), atol=1e-5)  # offset and gain drop out
+    for bad in (np.ones((8, 8)), np.full((8, 8), np.nan), np.ones(8)):
+        with pytest.raises(InputError):
+            normalise_image(bad)
+
+
+def test_patch_of_a_gaussian_is_centred_on_its_subpixel_site():
+    y, x = np.mgrid[0:64, 0:64]
+    cx, cy = 30.3, 27.8
+    image = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 2.0**2))
+    patch = extract_patches(image, np.array([cx]), np.array([cy]), pixel_size_yx_a=(0.1, 0.1),
+                            size_px=21, size_a=2.1)[0]
+    assert patch.shape == (21, 21)
+    assert np.unravel_index(patch.argmax(), patch.shape) == (10, 10)
+    # 2.1 Å at 0.1 Å/px is 21 image pixels: patch pixel (i, j) is the Gaussian at (j − 10, i − 10) px
+    # from the site (up to the cubic-spline interpolation error)
+    d = np.arange(21) - 10
+    expected = np.exp(-(d[None, :] ** 2 + d[:, None] ** 2) / (2 * 2.0**2))
+    np.testing.assert_allclose(patch, expected, atol=0.004)
+    assert np.abs(patch - expected).max() > 0  # really interpolated, not copied
+
+
+def test_patch_larger_than_the_image_is_refused():
+    with pytest.raises(InputError, match="larger than"):
+        extract_patches(np.zeros((16, 16)), np.array([8.0]), np.array([8.0]), pixel_size_yx_a=(0.1, 0.1),
+                        size_px=24, size_a=4.8)
+
+
+def test_case_fractions_keep_only_labels_the_case_can_have():
+    fractions = {"D_M": 0.03, "D_X": 0.02, "V_X": 0.01, "V": 0.01, "D": 0.02}
+    assert case_fractions(fractions, _ctx(dopant="V")) == {"D_M": 0.03, "V_X": 0.01}
+    assert case_fractions(fractions, _ctx(dopant="Se")) == {"D_X": 0.02, "V_X": 0.01}
+    assert case_fractions(fractions, _ctx()) == {"V_X": 0.01}
+    assert case_fractions(fractions, _ctx(host="graphene", dopant="Si")) == {"V": 0.01, "C:D": 0.02}
+
+
+def test_unit_seeds_depend_on_case_and_image_only():
+    config = load_config(TINY)
+    seeds = [unit_seeds(config, u)[0] for u in range(config.n_units)]
+    assert len(set(seeds)) == len(seeds)
+    assert unit_case(config, 5)[0].index == 2 and unit_case(config, 5)[1] == 1
+    with pytest.raises(IndexError):
+        unit_case(config, config.n_units)
+
+
+def test_simulate_unit_is_deterministic_and_consistent():
+    config = load_config(TINY)
+    a, b = simulate_unit(config, 3), simulate_unit(config, 3)
+    for key in a:
+        assert np.asarray(a[key]).tobytes() == np.asarray(b[key]).tobytes(), key
+    c = simulate_unit(config, 2)  # same case, other image: other noise and layout
+    assert a["image"].tobytes() != c["image"].tobytes()
+    n = len(a["label"])
+    assert a["patches"].shape == (n, 24, 24) and a["patches"].dtype == np.float16
+    assert a["image"].shape == (128, 128)
+    case = unit_case(config, 3)[0]
+    assert {SUBLATTICES[s] for s in a["sublattice"]} == {"M", "X"}
+    labels = {ALL_LABELS[i] for i in a["label"]}
+    assert labels >= {"M", "X2"} and labels <= set(ALL_LABELS[:8])
+    lo, hi = config.dose_e_per_a2
+    assert lo <= float(a["dose"]) <= hi
+    np.testing.assert_array_equal(a["context"], context_vector(case.context(float(a["dose"]))))
+    # the patch centre sits on the site: metal patches (heavy Mo) are brighter at the centre than X2 ones
+    centre = a["patches"][:, 12, 12].astype(np.float32)
+    metal = a["label"] == ALL_LABELS.index("M")
+    x2 = a["label"] == ALL_LABELS.index("X2")
+    assert centre[metal].mean() > centre[x2].mean()
