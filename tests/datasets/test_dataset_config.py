@@ -145,3 +145,16 @@ def test_grid_size_is_the_product_of_its_axes(energies, pixels, images):
 
 
 _BASE = {k: v for k, v in tiny_dict().items() if k != "splits"}
+
+
+def test_build_splits_keep_only_the_chosen_cases():
+    data = tiny_dict()
+    data["build_splits"] = ["test"]
+    config = config_from_dict(data)
+    full = load_config(TINY)
+    assert [c.name for c in config.cases] == [c.name for c in full.cases if c.split == "test"]
+    assert [c.index for c in config.cases] == list(range(len(config.cases)))
+    assert config.digest() != full.digest()
+    data["build_splits"] = ["holdout"]
+    with pytest.raises(InputError, match="build_splits"):
+        config_from_dict(data)

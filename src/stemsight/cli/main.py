@@ -16,7 +16,7 @@ from stemsight.core.errors import InputError
 
 def build_parser() -> argparse.ArgumentParser:
     from stemsight import __version__
-    from stemsight.cli import dataset, demo, simulate
+    from stemsight.cli import dataset, demo, evaluate, simulate, train
 
     parser = _OneLineErrorParser(
         prog="stemsight",
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     simulate.add_parser(sub)
     dataset.add_parser(sub)
+    train.add_parser(sub)
+    evaluate.add_parser(sub)
     demo.add_parser(sub)
     return parser
 

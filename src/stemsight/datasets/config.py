@@ -27,6 +27,7 @@ YAML keys (see `examples/datasets/tiny.yaml`)::
     splits:
       validation: {dopants: [Nb]}
       test: {hosts: [], dopants: [Se], conditions: ["80kV_30mrad_80-200mrad_0.12A"], cases: []}
+    build_splits: [train, validation, test]   # simulate only the cases of these splits (e.g. [test])
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ _TOP_KEYS = (
     "fractions",
     "realism",
     "splits",
+    "build_splits",
 )
 _SELECTOR_KEYS = ("hosts", "dopants", "conditions", "cases")
 
@@ -154,6 +156,7 @@ class DatasetConfig:
     fractions: Mapping[str, float] | None
     realism: str | Mapping[str, tuple[float, float]]
     splits: Mapping[str, SplitRule]
+    build_splits: tuple[str, ...] = SPLITS
 
     @functools.cached_property
     def cases(self) -> tuple[Case, ...]:
@@ -198,6 +201,7 @@ class DatasetConfig:
                 name: {k: list(v) for k, v in dataclasses.asdict(rule).items() if v}
                 for name, rule in self.splits.items()
             },
+            "build_splits": list(self.build_splits),
         }
 
     def digest(self) -> str:
@@ -266,6 +270,7 @@ def config_from_dict(data: Any) -> DatasetConfig:
         fractions=_fractions(data.get("fractions", "default")),
         realism=_realism(data.get("realism", "default")),
         splits=_splits(data.get("splits") or {}),
+        build_splits=_build_splits(data.get("build_splits", list(SPLITS))),
     )
     _check_grid(config)
     return config
@@ -274,7 +279,10 @@ def config_from_dict(data: Any) -> DatasetConfig:
 def _check_grid(config: DatasetConfig) -> None:
     cases = config.cases  # builds every context: impossible conditions raise here, naming the key
     if not cases:
-        raise InputError("config: the case grid is empty (no host with a dopant entry, or no condition)")
+        raise InputError(
+            "config: the case grid is empty (no host with a dopant entry, no condition, or no case in "
+            "build_splits)"
+        )
     for cond in config.conditions:
         fov = config.image_size_px * cond.pixel_size_a
         if config.patch_size_a > fov:
@@ -282,11 +290,12 @@ def _check_grid(config: DatasetConfig) -> None:
                 f"patch.size_a: a {config.patch_size_a:g} Å patch is larger than the {fov:g} Å image "
                 f"({config.image_size_px} px × {cond.pixel_size_a:g} Å) of condition {cond.name}"
             )
+    grid = dataclasses.replace(config, build_splits=SPLITS).cases  # selectors name cases of the whole grid
     names = {
-        "hosts": {c.host for c in cases},
-        "dopants": {c.dopant or "undoped" for c in cases},
-        "conditions": {c.condition.name for c in cases},
-        "cases": {c.name for c in cases},
+        "hosts": {c.host for c in grid},
+        "dopants": {c.dopant or "undoped" for c in grid},
+        "conditions": {c.condition.name for c in grid},
+        "cases": {c.name for c in grid},
     }
     for split, rule in config.splits.items():
         for key in _SELECTOR_KEYS:
@@ -306,13 +315,24 @@ def _check_grid(config: DatasetConfig) -> None:
 
 
 def _cases(config: DatasetConfig) -> tuple[Case, ...]:
+    """The grid's cases in order, restricted to `build_splits` (indices count the kept cases)."""
     out = []
     for entry in config.hosts:
         for (dopant, site), cond in itertools.product(entry.dopants, config.conditions):
             probe = Case(len(out), entry.host, entry.phase, dopant, site, cond, "train")
             probe.context(None)  # raises InputError for an impossible context
-            out.append(dataclasses.replace(probe, split=_split_of(probe, config.splits)))
+            split = _split_of(probe, config.splits)
+            if split in config.build_splits:
+                out.append(dataclasses.replace(probe, split=split))
     return tuple(out)
+
+
+def _build_splits(value: Any) -> tuple[str, ...]:
+    chosen = [str(v) for v in _as_list(value, "build_splits")]
+    bad = [v for v in chosen if v not in SPLITS]
+    if bad or not chosen:
+        raise InputError(f"build_splits: expected some of {', '.join(SPLITS)}, got {value!r}")
+    return tuple(s for s in SPLITS if s in chosen)
 
 
 def _split_of(case: Case, splits: Mapping[str, SplitRule]) -> str:

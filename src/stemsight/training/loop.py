@@ -1,0 +1,362 @@
+"""One training loop for the site classifiers: CPU or GPU, one process or DDP under torchrun.
+
+A run folder holds `train_config.yaml` (the resolved config), `history.jsonl` (one line per epoch),
+`last.*` (model, optimizer and generator state after the last finished epoch: what `resume` continues
+from) and `best.*` (the weights with the lowest validation loss: what evaluation uses). Only rank 0
+writes. Randomness comes from `seed` alone: initial weights, the sampler's order and the augmentations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from stemsight.core.errors import InputError
+from stemsight.core.io import atomic_write_bytes
+from stemsight.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (the CLI's flags; saved resolved in the run folder).
+
+    max_patches: use at most this many training patches per epoch (None: all). device: 'auto' (CUDA when
+    available), 'cpu' or 'cuda'. threads: torch CPU threads per process (0: cores / processes).
+    """
+
+    data: str
+    model: str
+    out: str
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 12
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 3
+    seed: int = 0
+    augment: bool = True
+    max_patches: int | None = None
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not (isinstance(self.lr, int | float) and self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"lr: must be a positive number, got {self.lr!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"device: expected auto, cpu or cuda, got {self.device!r}")
+        if self.max_patches is not None and self.max_patches < 1:
+            raise InputError(f"max_patches: expected an integer >= 1, got {self.max_patches!r}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict[str, Any]]
+
+
+def train(
+    config: TrainConfig, *, resume: bool = False, progress: bool = True, epoch_limit: int | None = None
+) -> TrainResult:
+    """Train `config.model` on the store `config.data` (see the module docstring).
+
+    epoch_limit: run at most this many epochs in this call (e.g. within a job's wall-time) and leave the
+    run to be continued with `resume=True`; the result is the same as one uninterrupted call.
+    """
+    from stemsight.datasets.torch_dataset import ChunkGroupedSampler, PatchDataset
+    from stemsight.models import create_model
+
+    dist = _Distributed.from_env()
+    try:
+        out = Path(config.out)
+        if (out / "last.json").exists() and not resume:
+            raise InputError(f"{out}: holds a training run (add --resume to continue it, or a new --out)")
+        device = _device(config.device, dist)
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // dist.world_size))
+        train_set = PatchDataset(config.data, split="train")
+        val_set = PatchDataset(config.data, split="validation")
+        if len(train_set) == 0:
+            raise InputError(f"{config.data}: the store has no training patches")
+        if len(val_set) == 0:
+            raise InputError(f"{config.data}: the store has no validation patches (add a validation split)")
+        torch.manual_seed(config.seed)
+        overrides = {"n_labels": len(train_set.labels), "context_dim": len(train_set.context_features),
+                     "patch_size_px": train_set.patch_size_px, **config.model_overrides}
+        try:
+            model = create_model(config.model, **overrides)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"--model: {exc}") from None
+        model.to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        state = _RunState()
+        if resume and (out / "last.json").exists():
+            state = _restore(out / "last", model, optimizer, config)
+        wrapped = dist.wrap(model, device)
+        sampler = ChunkGroupedSampler(train_set, seed=config.seed, rank=dist.rank, world_size=dist.world_size)
+        meta = _meta(train_set, config)
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_config(out, config, meta)
+        total_epochs = config.epochs
+        schedule = _cosine(optimizer, total_epochs * _steps_per_epoch(sampler, config), start=state.step)
+        stop_at = total_epochs if epoch_limit is None else min(total_epochs, state.epoch + epoch_limit)
+        while state.epoch < stop_at and state.stale < config.patience:
+            epoch = state.epoch
+            sampler.set_epoch(epoch)
+            t0 = time.perf_counter()
+            train_loss, seen = _train_epoch(wrapped, train_set, sampler, optimizer, schedule, config, epoch,
+                                            device, dist, progress)
+            state.step += _steps_per_epoch(sampler, config)
+            val = _validate(model, val_set, config, device, dist)
+            seconds = time.perf_counter() - t0
+            improved = val["loss"] < state.best_loss
+            if improved:
+                state.best_loss, state.best_epoch, state.stale = val["loss"], epoch, 0
+            else:
+                state.stale += 1
+            state.epoch = epoch + 1
+            record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+                      "val_accuracy": val["accuracy"], "patches": seen * dist.world_size,
+                      "seconds": seconds, "patches_per_s": seen * dist.world_size / seconds}
+            state.history.append(record)
+            if dist.is_main:
+                if improved:
+                    save_checkpoint(out / "best", model, **meta, training={"epoch": epoch, **record})
+                _save_last(out / "last", model, optimizer, state, meta)
+                with open(out / "history.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if progress:
+                    print(f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
+                          f"val accuracy {val['accuracy']:.4f}{' (best)' if improved else ''}", flush=True)
+            dist.barrier()
+        return TrainResult(out, state.epoch, state.best_epoch, state.best_loss, state.history)
+    finally:
+        dist.close()
+
+
+@dataclass
+class _RunState:
+    epoch: int = 0
+    step: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    stale: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _train_epoch(model, dataset, sampler, optimizer, schedule, config, epoch, device, dist, progress):
+    from torch.utils.data import DataLoader
+
+    model.train()
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
+    steps = _steps_per_epoch(sampler, config)
+    augment_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 101 + dist.rank)
+    total, seen = 0.0, 0
+    bar = _bar(steps, f"epoch {epoch}", enabled=progress and dist.is_main)
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        patch = batch["patch"]
+        if config.augment:
+            patch = dihedral(patch, torch.randint(0, 8, (len(patch),), generator=augment_rng))
+        logits = model(patch.to(device), batch["context"].to(device), batch["sublattice"].to(device))
+        loss = F.cross_entropy(logits, batch["label"].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        total += float(loss.detach()) * len(patch)
+        seen += len(patch)
+        bar.update(1)
+        bar.set_postfix_str(f"loss {total / seen:.4f}", refresh=False)
+    bar.close()
+    return total / max(seen, 1), seen
+
+
+@torch.no_grad()
+def _validate(model, dataset, config, device, dist) -> dict[str, float]:
+    """Loss and accuracy over this rank's share of the validation set, summed over ranks."""
+    from torch.utils.data import DataLoader, Subset
+
+    model.eval()
+    share = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
+    loss_sum = torch.zeros(3, dtype=torch.float64)  # loss, correct, count
+    for batch in DataLoader(share, batch_size=1024):
+        logits = model(batch["patch"].to(device), batch["context"].to(device), batch["sublattice"].to(device))
+        label = batch["label"].to(device)
+        loss_sum[0] += float(F.cross_entropy(logits, label, reduction="sum"))
+        loss_sum[1] += float((logits.argmax(1) == label).sum())
+        loss_sum[2] += len(label)
+    dist.all_reduce(loss_sum)
+    return {"loss": float(loss_sum[0] / loss_sum[2]), "accuracy": float(loss_sum[1] / loss_sum[2])}
+
+
+def dihedral(patch: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Apply one of the 8 symmetries of the square to each patch: (B, 1, P, P), k (B,) in 0..7
+    (k % 4 quarter turns, then a mirror when k ≥ 4). Site labels do not change under them."""
+    out = patch.clone()
+    for code in range(8):
+        rows = (k == code).nonzero().flatten()
+        if len(rows) == 0 or code == 0:
+            continue
+        part = torch.rot90(patch[rows], code % 4, dims=(-2, -1))
+        out[rows] = part.flip(-1) if code >= 4 else part
+    return out
+
+
+def _steps_per_epoch(sampler, config: TrainConfig) -> int:
+    per_rank = len(sampler)
+    if config.max_patches is not None:
+        per_rank = min(per_rank, math.ceil(config.max_patches / max(1, sampler.world_size)))
+    return max(1, per_rank // config.batch_size)
+
+
+def _cosine(optimizer, total_steps: int, *, start: int = 0):
+    """Linear warm-up, then cosine decay to 2 % of the base rate; `start` resumes at that step."""
+    warmup = max(1, min(200, total_steps // 20))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if start:
+        schedule.last_epoch = start
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor(start)
+    return schedule
+
+
+def _meta(dataset, config: TrainConfig) -> dict[str, Any]:
+    from stemsight.datasets.store import open_store
+
+    attrs = open_store(config.data).attrs
+    digest = f"{attrs['config_digest']}:{attrs['build']['n_patches']}"
+    return {"labels": list(dataset.labels), "context_schema": attrs["context_schema"],
+            "context_features": list(dataset.context_features), "data_digest": digest,
+            "patch": dict(attrs["config"]["patch"])}
+
+
+def _write_config(out: Path, config: TrainConfig, meta: dict[str, Any]) -> None:
+    import yaml
+
+    data = {**dataclasses.asdict(config), "data_digest": meta["data_digest"]}
+    atomic_write_bytes(out / "train_config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def _save_last(stem: Path, model, optimizer, state: _RunState, meta: dict[str, Any]) -> None:
+    tensors, groups = _optimizer_tensors(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    training = {"epoch": state.epoch, "step": state.step, "best_loss": state.best_loss,
+                "best_epoch": state.best_epoch, "stale": state.stale, "history": state.history,
+                "optimizer": {"name": "AdamW", "param_groups": groups}}
+    save_checkpoint(stem, model, **meta, training=training, extra_tensors=tensors)
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for index, entry in sd["state"].items():
+        for key, value in entry.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _restore(stem: Path, model, optimizer, config: TrainConfig) -> _RunState:
+    ckpt = load_checkpoint(stem)
+    if ckpt.meta["model_name"] != config.model:
+        raise InputError(f"{stem}.json: the run trains {ckpt.meta['model_name']}, not {config.model}")
+    model.load_state_dict(ckpt.model.state_dict())
+    training = ckpt.meta["training"]
+    groups = training["optimizer"]["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in ckpt.tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    if "rng.torch" in ckpt.tensors:
+        torch.set_rng_state(ckpt.tensors["rng.torch"])
+    return _RunState(epoch=training["epoch"], step=training["step"], best_loss=training["best_loss"],
+                     best_epoch=training["best_epoch"], stale=training["stale"],
+                     history=list(training["history"]))
+
+
+def _device(name: str, dist) -> torch.device:
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise InputError("--device: cuda asked for, but no CUDA device is available")
+    return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
+
+
+class _Distributed:
+    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), else a single-process stand-in."""
+
+    def __init__(self, rank: int, world_size: int, local_rank: int) -> None:
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.is_main = rank == 0
+
+    @classmethod
+    def from_env(cls) -> _Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls(0, 1, 0)
+        import torch.distributed as td
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        td.init_process_group(backend)
+        return cls(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+    def wrap(self, model, device):
+        if self.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def all_reduce(self, tensor: torch.Tensor) -> None:
+        if self.world_size > 1:
+            import torch.distributed as td
+
+            td.all_reduce(tensor)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as td
+
+            if td.is_initialized():
+                td.destroy_process_group()
+
+
+def _bar(total: int, desc: str, *, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", disable=not enabled, dynamic_ncols=True, leave=False)
