@@ -1,0 +1,86 @@
+"""Held-out accuracy of the site classifier and what the imaging context buys, at fixed doses.
+
+For each dose, the test cases of the training grid (whole dopants and a whole imaging condition that the
+model never saw) are simulated afresh (other seeds than the training store, realism on) with
+`build_splits: [test]`, and the context model and its image-only twin classify every site. Prints, per
+dose: sites, accuracy, macro recall, mean posterior entropy of both, the entropy reduction, ECE, and the
+accuracy on unseen dopants and on the unseen condition separately.
+
+    python bench/classifier.py [--model default | RUN_DIR --twin RUN_DIR] [--doses 1e4 1e5 1e6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from stemsight.datasets.build import build_dataset
+from stemsight.datasets.config import config_from_dict
+from stemsight.training.evaluate import evaluate_sites, resolve_models, sites_from_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def heldout_config(grid: dict, *, dose: float, images: int, seed_offset: int = 1000) -> dict:
+    return dict(grid, name=f"{grid['name']}-heldout-{dose:g}", dose_e_per_a2=dose, images_per_case=images,
+                seed=int(grid.get("seed", 0)) + seed_offset, build_splits=["test"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "examples/datasets/classifier.yaml"))
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--twin", default=None)
+    parser.add_argument("--doses", type=float, nargs="+", default=[1e4, 1e5, 1e6])
+    parser.add_argument("--images", type=int, default=2, help="images per held-out case (default 2)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stores", default=None, help="keep the held-out stores here (default: temporary)")
+    args = parser.parse_args()
+
+    grid = yaml.safe_load(Path(args.config).read_text())
+    test_dopants = set(map(str, grid.get("splits", {}).get("test", {}).get("dopants", [])))
+    model, twin = resolve_models(args.model, args.twin)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="stemsight-heldout-") as tmp:
+        folder = Path(args.stores or tmp)
+        for dose in args.doses:
+            config = config_from_dict(heldout_config(grid, dose=dose, images=args.images))
+            store = folder / f"heldout-{dose:g}.zarr"
+            if not store.exists():
+                build_dataset(config, store, workers=args.workers, progress=False)
+            sites = sites_from_store(store, "test")
+            start = time.perf_counter()
+            metrics = evaluate_sites(sites, model, twin)
+            seconds = time.perf_counter() - start
+            dopant = np.array([name.split(":")[1].split("@")[0] for name in sites.group])
+            unseen_dopant = np.isin(dopant, list(test_dopants))
+            pred = _predictions(sites, model)
+            rows.append((dose, metrics, float((pred == sites.label)[unseen_dopant].mean()),
+                         float((pred == sites.label)[~unseen_dopant].mean()), 2 * len(sites.label) / seconds))
+    print(f"held-out cases of {Path(args.config).name}: dopants {sorted(test_dopants)} and the test "
+          f"conditions; model {model.path}")
+    header = ("| dose e/Å² | sites | accuracy | macro recall | image-only accuracy | entropy (nats) context "
+              "/ image-only | entropy reduction | ECE | accuracy unseen dopants / unseen condition |")
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for dose, m, acc_dopant, acc_condition, _ in rows:
+        c, i = m["context"], m["image_only"]
+        print(f"| {dose:.0e} | {m['n_sites']:,} | {c['accuracy']:.4f} | {c['macro_recall']:.4f} | "
+              f"{i['accuracy']:.4f} | {c['mean_entropy']:.4f} / {i['mean_entropy']:.4f} | "
+              f"{m['entropy_reduction']:.3f} | {c['ece']:.4f} | {acc_dopant:.4f} / {acc_condition:.4f} |")
+    print(f"inference (both twins, CPU): {np.mean([r[4] for r in rows]):,.0f} sites/s")
+
+
+def _predictions(sites, model) -> np.ndarray:
+    from stemsight.models.inference import predict_probabilities
+
+    return predict_probabilities(model.model, sites.patches, sites.context, sites.sublattice).argmax(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The default weights shipped inside the package: present, self-consistent, and useful."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stemsight.core.context import ImagingContext
+from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, CONTEXT_SCHEMA
+from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
+from stemsight.models.inference import predict_probabilities, site_inputs
+from stemsight.training.evaluate import default_weights_dir, resolve_models
+
+
+def test_default_pair_loads_and_matches_the_current_context_schema():
+    model, twin = resolve_models("default", None)
+    assert (default_weights_dir() / "context-cnn.safetensors").stat().st_size < 5_000_000
+    for ckpt, name in ((model, "context-cnn"), (twin, "image-only")):
+        assert ckpt.meta["model_name"] == name
+        assert ckpt.meta["context_schema"] == CONTEXT_SCHEMA
+        assert tuple(ckpt.meta["context_features"]) == CONTEXT_FEATURES
+        assert ckpt.labels == ALL_LABELS
+        assert ckpt.meta["data_digest"]  # trained from a recorded store
+
+
+def test_default_model_names_the_sites_of_a_fresh_high_dose_image():
+    model, _ = resolve_models("default", None)
+    ctx = ImagingContext(host="MoS2", dopant="V", energy_kev=60, convergence_mrad=30, detector_inner_mrad=80,
+                         detector_outer_mrad=200, pixel_size_a=0.1, dose_e_per_a2=1e6)
+    item = simulate_labelled_image(SimulationRequest(context=ctx, size_a=16.0, seed=12345))
+    patch = model.meta["patch"]
+    patches, vector, codes = site_inputs(item.image, item.x_px, item.y_px, item.sublattice, ctx,
+                                         patch_size_px=patch["size_px"], patch_size_a=patch["size_a"])
+    probs = predict_probabilities(model.model, patches, vector, codes)
+    truth = np.array([ALL_LABELS.index(v) for v in item.label])
+    assert np.allclose(probs.sum(1), 1)
+    assert (probs.argmax(1) == truth).mean() >= 0.9
