@@ -21,7 +21,7 @@ import yaml
 
 from stemsight.datasets.build import build_dataset
 from stemsight.datasets.config import config_from_dict
-from stemsight.training.evaluate import evaluate_sites, resolve_models, sites_from_store
+from stemsight.training.evaluate import evaluate_sites, predict_sites, resolve_models, sites_from_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,11 +55,12 @@ def main() -> None:
                 build_dataset(config, store, workers=args.workers, progress=False)
             sites = sites_from_store(store, "test")
             start = time.perf_counter()
-            metrics = evaluate_sites(sites, model, twin)
+            probabilities = predict_sites(sites, model, twin)
             seconds = time.perf_counter() - start
+            metrics = evaluate_sites(sites, model, twin, probabilities=probabilities)
+            pred = probabilities[0].argmax(1)
             dopant = np.array([name.split(":")[1].split("@")[0] for name in sites.group])
             unseen_dopant = np.isin(dopant, list(test_dopants))
-            pred = _predictions(sites, model)
             rows.append((dose, metrics, float((pred == sites.label)[unseen_dopant].mean()),
                          float((pred == sites.label)[~unseen_dopant].mean()), 2 * len(sites.label) / seconds))
     print(f"held-out cases of {Path(args.config).name}: dopants {sorted(test_dopants)} and the test "
@@ -74,12 +75,6 @@ def main() -> None:
               f"{i['accuracy']:.4f} | {c['mean_entropy']:.4f} / {i['mean_entropy']:.4f} | "
               f"{m['entropy_reduction']:.3f} | {c['ece']:.4f} | {acc_dopant:.4f} / {acc_condition:.4f} |")
     print(f"inference (both twins, CPU): {np.mean([r[4] for r in rows]):,.0f} sites/s")
-
-
-def _predictions(sites, model) -> np.ndarray:
-    from stemsight.models.inference import predict_probabilities
-
-    return predict_probabilities(model.model, sites.patches, sites.context, sites.sublattice).argmax(1)
 
 
 if __name__ == "__main__":

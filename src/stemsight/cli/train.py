@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
 def _read_settings(path: str) -> dict:
     import yaml
 
+    from stemsight.core.io import read_text
+
     try:
-        data = yaml.safe_load(open(path).read())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(read_text(path))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of settings")

@@ -15,6 +15,7 @@ import numpy as np
 
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
+from stemsight.core.io import read_text
 
 SITE_COLUMNS = ("x_px", "y_px", "sublattice", "label")
 
@@ -97,13 +98,9 @@ def read_bundle(path: str | Path) -> LabelledImage:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing") from None
+        return json.loads(read_text(path, missing="missing"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
 def _read_sites(path: Path):

@@ -138,15 +138,13 @@ class ImagingContext:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ImagingContext:
+        from stemsight.core.io import read_text
+
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
+            data = json.loads(read_text(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not valid JSON ({exc})") from None
-        except OSError as exc:  # a folder, no permission, ...
-            raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
         try:
             return cls.from_dict(data)
         except InputError as exc:

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stemsight.core.errors import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -54,6 +56,20 @@ def _replace(path: Path, new: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
         raise
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_text(path: str | Path, *, missing: str = "no such file") -> str:
+    """The text of `path`; InputError naming the file when it is missing (`missing` says how) or unreadable
+    (a folder, no permission). Decoding errors stay UnicodeDecodeError, for the caller's format message."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {missing}") from None
+    except UnicodeDecodeError:
+        raise
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -33,10 +33,6 @@ class BuildSummary:
     n_patches: int
     seconds: float
 
-    @property
-    def patches_per_s(self) -> float:
-        return self.n_patches / self.seconds if self.seconds > 0 else float("nan")
-
 
 def build_dataset(
     config: DatasetConfig,

@@ -47,6 +47,7 @@ from typing import Any
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
 from stemsight.core.hosts import infer_dopant_site, parse_host
+from stemsight.core.io import read_text
 
 SPLITS = ("train", "validation", "test")
 _TOP_KEYS = (
@@ -226,13 +227,9 @@ def load_config(path: str | Path) -> DatasetConfig:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        data = yaml.safe_load(read_text(path))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid YAML ({_first_line(exc)})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
     try:
         return config_from_dict(data)
     except InputError as exc:
@@ -243,16 +240,12 @@ def config_from_dict(data: Any) -> DatasetConfig:
     """Resolve and check a config mapping (the YAML's content)."""
     if not isinstance(data, Mapping):
         raise InputError(f"config: expected a mapping of keys, got {type(data).__name__}")
-    unknown = [k for k in data if k not in _TOP_KEYS]
-    if unknown:
-        raise InputError(f"config: unknown key {unknown[0]!r} (known: {', '.join(_TOP_KEYS)})")
+    _check_keys(data, _TOP_KEYS, "config")
     for key in ("hosts", "imaging"):
         if key not in data:
             raise InputError(f"config: missing required key {key!r}")
     patch = _mapping(data.get("patch", {}), "patch")
-    bad = [k for k in patch if k not in ("size_px", "size_a")]
-    if bad:
-        raise InputError(f"patch: unknown key {bad[0]!r} (known: size_px, size_a)")
+    _check_keys(patch, ("size_px", "size_a"), "patch")
     engine = data.get("engine", "fast")
     if engine not in ("fast", "abtem"):
         raise InputError(f"engine: unknown engine {engine!r} (known: fast, abtem)")
@@ -354,9 +347,7 @@ def _hosts(value: Any) -> tuple[HostEntry, ...]:
     for name, spec in hosts.items():
         host = parse_host(str(name))
         spec = _mapping(spec or {}, f"hosts.{name}")
-        bad = [k for k in spec if k not in ("dopants", "phase")]
-        if bad:
-            raise InputError(f"hosts.{name}: unknown key {bad[0]!r} (known: dopants, phase)")
+        _check_keys(spec, ("dopants", "phase"), f"hosts.{name}")
         phase = spec.get("phase", "2H")
         if phase not in ("2H", "1T"):
             raise InputError(f"hosts.{name}.phase: expected 2H or 1T, got {phase!r}")
@@ -402,9 +393,7 @@ def _dopant(item: Any, host, where: str) -> tuple[str | None, str | None]:
 def _conditions(value: Any) -> tuple[Condition, ...]:
     if isinstance(value, Mapping):
         keys = ("energy_kev", "convergence_mrad", "detector_mrad", "pixel_size_a")
-        bad = [k for k in value if k not in keys]
-        if bad:
-            raise InputError(f"imaging: unknown key {bad[0]!r} (known: {', '.join(keys)})")
+        _check_keys(value, keys, "imaging")
         missing = [k for k in keys if k not in value]
         if missing:
             raise InputError(f"imaging: missing key {missing[0]!r}")
@@ -485,13 +474,17 @@ def _splits(value: Any) -> dict[str, SplitRule]:
         if name not in ("validation", "test"):
             raise InputError(f"splits: unknown split {name!r} (validation, test; the rest is train)")
         rule = _mapping(rule or {}, f"splits.{name}")
-        bad = [k for k in rule if k not in _SELECTOR_KEYS]
-        if bad:
-            raise InputError(f"splits.{name}: unknown key {bad[0]!r} (known: {', '.join(_SELECTOR_KEYS)})")
+        _check_keys(rule, _SELECTOR_KEYS, f"splits.{name}")
         out[name] = SplitRule(
             **{k: tuple(str(v) for v in _as_list(rule.get(k, []), f"splits.{name}.{k}")) for k in rule}
         )
     return out
+
+
+def _check_keys(mapping: Mapping, known: Sequence[str], where: str) -> None:
+    unknown = [k for k in mapping if k not in known]
+    if unknown:
+        raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
 
 
 def _mapping(value: Any, where: str) -> Mapping:

@@ -28,12 +28,10 @@ only the missing units run again.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -47,7 +45,7 @@ STORE_FORMAT = "stemsight.patches.v1"
 PATCH_CHUNK = 2048  # patches per chunk
 _STAGING = ".staging"
 
-# name -> (dtype, trailing shape function of (config) , chunk length)
+# array name -> dtype (patch arrays are chunked by PATCH_CHUNK, image arrays by image)
 _PATCH_ARRAYS = {
     "patch": "float16",
     "context": "float32",
@@ -81,7 +79,8 @@ class StoreWriter:
         self.path = path
         self.config = config
         self._root = root
-        self._pending: dict[int, dict[str, np.ndarray]] = {}
+        self._pending: dict[int, dict[str, np.ndarray]] = {}  # finished, in memory, not yet appended
+        self._staged: set[int] = _staged_on_disk(path / _STAGING)  # finished, on disk, not yet appended
         build = dict(root.attrs["build"])
         self.units_written = int(build["units_written"])
         self.n_patches = int(build["n_patches"])
@@ -160,8 +159,6 @@ class StoreWriter:
     @classmethod
     def resume(cls, path: str | Path, config: DatasetConfig) -> StoreWriter:
         """Reopen a store for the same config; cut its arrays back to the last recorded append."""
-        import zarr
-
         path = Path(path)
         root = _open_root(path, mode="r+")
         if root.attrs.get("config_digest") != config.digest():
@@ -171,11 +168,10 @@ class StoreWriter:
                 "build into a new path"
             )
         writer = cls(path, config, root)
-        assert isinstance(root, zarr.Group)
         writer._truncate()
-        for unit in list(writer.staged_units()):
+        for unit in sorted(writer._staged):
             if unit < writer.units_written:  # appended, but killed before its staging file went away
-                (writer._staging / f"unit-{unit:08d}.npz").unlink(missing_ok=True)
+                writer._unstage(unit)
         return writer
 
     # -- state ----------------------------------------------------------------------------------------
@@ -187,14 +183,9 @@ class StoreWriter:
     def complete(self) -> bool:
         return self.units_written == self.config.n_units
 
-    def staged_units(self) -> set[int]:
-        if not self._staging.is_dir():
-            return set()
-        return {int(p.stem.split("-")[1]) for p in self._staging.glob("unit-*.npz")}
-
     def finished_units(self) -> set[int]:
         """Units that need no simulation: appended or staged."""
-        return set(range(self.units_written)) | self.staged_units() | set(self._pending)
+        return set(range(self.units_written)) | self._staged
 
     # -- writing --------------------------------------------------------------------------------------
     def stage(self, result: dict[str, np.ndarray]) -> None:
@@ -206,6 +197,7 @@ class StoreWriter:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **result)
         os.replace(tmp, final)
+        self._staged.add(unit)
         self._pending[unit] = result
 
     def append_ready(self, *, min_patches: int = PATCH_CHUNK, force: bool = False) -> int:
@@ -213,8 +205,7 @@ class StoreWriter:
         `min_patches` patches (or whatever is ready when `force`). Returns the number of units appended."""
         run = []
         unit, count = self.units_written, 0
-        staged = self.staged_units()
-        while unit in self._pending or unit in staged:
+        while unit in self._staged:
             result = self._pending.get(unit)
             if result is None:
                 result = self._load_staged(unit)
@@ -226,9 +217,7 @@ class StoreWriter:
             return 0
         self._append(run)
         for result in run:
-            u = int(result["unit"])
-            self._pending.pop(u, None)
-            (self._staging / f"unit-{u:08d}.npz").unlink(missing_ok=True)
+            self._unstage(int(result["unit"]))
         return len(run)
 
     def finish(self) -> None:
@@ -279,6 +268,11 @@ class StoreWriter:
                 if arr.shape[0] != length:
                     arr.resize((length, *arr.shape[1:]))
 
+    def _unstage(self, unit: int) -> None:
+        self._pending.pop(unit, None)
+        self._staged.discard(unit)
+        (self._staging / f"unit-{unit:08d}.npz").unlink(missing_ok=True)
+
     def _case_of(self, unit: int) -> int:
         return unit // self.config.images_per_case
 
@@ -286,6 +280,10 @@ class StoreWriter:
         path = self._staging / f"unit-{unit:08d}.npz"
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+
+
+def _staged_on_disk(folder: Path) -> set[int]:
+    return {int(p.stem.split("-")[1]) for p in folder.glob("unit-*.npz")} if folder.is_dir() else set()
 
 
 def open_store(path: str | Path):
@@ -305,11 +303,6 @@ def _open_root(path: Path, *, mode: str):
     if root.attrs.get("format") != STORE_FORMAT:
         raise InputError(f"{path}: not a stemsight dataset store (format {root.attrs.get('format')!r})")
     return root
-
-
-def store_attrs(path: str | Path) -> dict[str, Any]:
-    """The root attributes of a store as plain JSON data."""
-    return json.loads(json.dumps(dict(open_store(path).attrs)))
 
 
 def _atomic_text(path: Path, text: str) -> None:

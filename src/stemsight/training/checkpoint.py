@@ -24,7 +24,7 @@ import torch
 
 from stemsight import __version__
 from stemsight.core.errors import InputError
-from stemsight.core.io import atomic_write_bytes
+from stemsight.core.io import atomic_write_bytes, read_text
 
 CHECKPOINT_FORMAT = "stemsight.checkpoint.v1"
 _REQUIRED = ("format", "model_name", "model_arguments", "labels", "context_schema", "weights_sha256")
@@ -98,9 +98,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     stem = _stem(Path(path))
     json_path, weights_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     try:
-        meta = json.loads(json_path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{json_path}: no such checkpoint file") from None
+        meta = json.loads(read_text(json_path, missing="no such checkpoint file"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{json_path}: not a stemsight checkpoint (not valid JSON: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:

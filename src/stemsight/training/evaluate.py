@@ -113,19 +113,38 @@ def sites_from_store(store: str | Path, split: str | None, *, max_sites: int | N
     )
 
 
-def evaluate_sites(sites: SiteSet, model: Checkpoint, twin: Checkpoint | None) -> dict[str, Any]:
-    """Metrics of the context model (and of its twin) on `sites`; see the module docstring."""
+def predict_sites(
+    sites: SiteSet, model: Checkpoint, twin: Checkpoint | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, K) class probabilities of the context model and of its twin (None without one) on `sites`."""
     from stemsight.models.inference import predict_probabilities
+
+    if twin is not None and list(twin.labels) != list(model.labels):
+        raise InputError("--twin: the image-only model has another label set than the context model")
+    probs = predict_probabilities(model.model, sites.patches, sites.context, sites.sublattice)
+    if twin is None:
+        return probs, None
+    return probs, predict_probabilities(twin.model, sites.patches, sites.context, sites.sublattice)
+
+
+def evaluate_sites(
+    sites: SiteSet,
+    model: Checkpoint,
+    twin: Checkpoint | None,
+    *,
+    probabilities: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> dict[str, Any]:
+    """Metrics of the context model (and of its twin) on `sites`; see the module docstring.
+
+    probabilities: the output of `predict_sites` when the caller already has it.
+    """
     from stemsight.training.metrics import classification_metrics, entropy_reduction
 
     labels = list(model.labels)
-    if twin is not None and list(twin.labels) != labels:
-        raise InputError("--twin: the image-only model has another label set than the context model")
+    probs, twin_probs = probabilities if probabilities is not None else predict_sites(sites, model, twin)
     out: dict[str, Any] = {"n_sites": len(sites.label), "labels": labels}
-    probs = predict_probabilities(model.model, sites.patches, sites.context, sites.sublattice)
     out["context"] = {"model": str(model.path), **classification_metrics(probs, sites.label, labels)}
     if twin is not None:
-        twin_probs = predict_probabilities(twin.model, sites.patches, sites.context, sites.sublattice)
         twin_metrics = classification_metrics(twin_probs, sites.label, labels)
         out["image_only"] = {"model": str(twin.path), **twin_metrics}
         out["entropy_reduction"] = entropy_reduction(out["context"], out["image_only"])
