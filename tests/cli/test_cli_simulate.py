@@ -86,14 +86,20 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"stemsight {__version__}"
 
 
-def test_demo_writes_a_bundle_with_preview(tmp_path, capsys):
+def test_demo_simulates_analyzes_and_scores(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     bundle = tmp_path / "demo" / "bundle"
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
     assert (bundle / "preview.png").stat().st_size > 1000
-    assert "preview.png" in capsys.readouterr().out
     meta = json.loads((bundle / "meta.json").read_text())
     assert meta["host"] == "MoS2" and meta["dopant"] == "V" and meta["energy_kev"] == 80.0
+    analysis = tmp_path / "demo" / "analysis"
+    assert {"sites.csv", "summary.json", "overlay.png", "report.html"} <= {p.name for p in analysis.iterdir()}
+    out = capsys.readouterr().out
+    located = float(out.split("% of the sites located")[0].rsplit(" ", 1)[-1])
+    accuracy = float(out.split("classification accuracy ")[1].split("%")[0])
+    assert located >= 99.5 and accuracy >= 95.0
+    assert str((analysis / "report.html").resolve()) in out
 
 
 def test_the_installed_console_script(tmp_path):

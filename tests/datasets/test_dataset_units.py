@@ -11,7 +11,7 @@ from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
 from stemsight.datasets.config import load_config
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, context_vector
-from stemsight.datasets.patches import extract_patches, normalise_image
+from stemsight.datasets.patches import extract_patches, normalise_to_sites
 from stemsight.datasets.units import SUBLATTICES, case_fractions, simulate_unit, unit_case, unit_seeds
 
 TINY = Path(__file__).resolve().parents[2] / "examples/datasets/tiny.yaml"
@@ -57,16 +57,53 @@ def test_graphene_vector_uses_the_single_lattice_labels():
     assert all(_feature(v, f"expected_{lab}") == 0.0 for lab in ("M", "X2", "D_M"))
 
 
-def test_normalise_image_puts_percentiles_at_zero_and_one():
-    rng = np.random.default_rng(0)
-    image = rng.normal(100, 10, (64, 64))
-    out = normalise_image(image * 3 + 7)
-    assert np.percentile(out, 1) == pytest.approx(0, abs=1e-5)
-    assert np.percentile(out, 99) == pytest.approx(1, abs=1e-5)
-    np.testing.assert_allclose(out, normalise_image(image), atol=1e-5)  # offset and gain drop out
-    for bad in (np.ones((8, 8)), np.full((8, 8), np.nan), np.ones(8)):
-        with pytest.raises(InputError):
-            normalise_image(bad)
+def _lattice_image(heights: np.ndarray, *, pixel_a: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian columns of the given heights on a square grid 2 Å apart, on a background of 0.2."""
+    n = int(np.sqrt(heights.size))
+    ys, xs = np.mgrid[0:n, 0:n]
+    x_px = (xs.ravel() * 2.0 + 2.0) / pixel_a
+    y_px = (ys.ravel() * 2.0 + 2.0) / pixel_a
+    size = int((2.0 * n + 2.0) / pixel_a)
+    y, x = np.mgrid[0:size, 0:size]
+    image = np.full((size, size), 0.2)
+    for h, cx, cy in zip(heights, x_px, y_px, strict=True):
+        image += h * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) * pixel_a**2 / (2 * 0.35**2))
+    return image, x_px, y_px
+
+
+def test_site_normalisation_puts_background_at_zero_and_host_sites_at_one():
+    heights = np.ones(36)
+    heights[:4] = 3.0  # heavy dopants (11 %) do not move the scale, as a percentile scale would
+    image, x_px, y_px = _lattice_image(heights)
+    reference = np.ones(36, bool)
+    out = normalise_to_sites(image * 5 + 7, x_px, y_px, reference, pixel_size_yx_a=(0.1, 0.1))
+    again = normalise_to_sites(image, x_px, y_px, reference, pixel_size_yx_a=(0.1, 0.1))
+    np.testing.assert_allclose(out, again, atol=1e-5)  # offset and gain drop out
+    peaks = out[np.round(y_px).astype(int), np.round(x_px).astype(int)]
+    # the smoothed peak of a 0.35 Å Gaussian is 0.35²/(0.35² + 0.3²) of its height, whatever the height
+    assert np.median(peaks[4:]) == pytest.approx(1 / (0.35**2 / (0.35**2 + 0.3**2)), rel=0.02)
+    assert np.median(peaks[:4] / peaks[4:].mean()) == pytest.approx(3.0, rel=0.01)
+    assert np.percentile(out, 2) == pytest.approx(0, abs=0.02)
+    only_dopants = normalise_to_sites(image, x_px, y_px, heights > 1, pixel_size_yx_a=(0.1, 0.1))
+    assert only_dopants.max() == pytest.approx(out.max() / 3, rel=0.02)  # the reference sets the unit
+
+
+@pytest.mark.parametrize("case", ["flat", "nan", "1d", "no reference", "lengths"])
+def test_site_normalisation_refuses_bad_input(case):
+    image, x_px, y_px = _lattice_image(np.ones(9))
+    reference = np.ones(9, bool)
+    if case == "flat":
+        image = np.ones_like(image)
+    elif case == "nan":
+        image[3, 3] = np.nan
+    elif case == "1d":
+        image = image[0]
+    elif case == "no reference":
+        reference[:] = False
+    else:
+        x_px = x_px[:-1]
+    with pytest.raises(InputError):
+        normalise_to_sites(image, x_px, y_px, reference, pixel_size_yx_a=(0.1, 0.1))
 
 
 def test_patch_of_a_gaussian_is_centred_on_its_subpixel_site():

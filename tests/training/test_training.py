@@ -209,3 +209,49 @@ def test_evaluate_writes_metrics_for_both_twins(store, tmp_path, capsys):
     assert main(["evaluate", *bundles, "--model", str(ctx_run), "--twin", str(img_run),
                  "--out", str(tmp_path / "e3")]) == 2
     assert not (tmp_path / "e3").exists()
+
+
+def test_checkpoints_and_stores_of_another_intensity_scale_are_refused(store, tmp_path, capsys):
+    run = train(_config(store, tmp_path / "ctx"), progress=False).out
+    ckpt = load_checkpoint(run / "best")
+    assert ckpt.meta["patch"]["normalisation"] == "sites-median-v1"
+    meta_path = (run / "best").with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["patch"]["normalisation"] = "percentile-1-99"  # what the first release cut patches on
+    meta_path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(store), "--split", "train", "--model", str(run),
+                 "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "intensity scale 'percentile-1-99'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "e").exists()
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(store, old)
+    zarr_json = json.loads((old / "zarr.json").read_text())
+    del zarr_json["attributes"]["patch_normalisation"]
+    (old / "zarr.json").write_text(json.dumps(zarr_json))
+    with pytest.raises(InputError, match="intensity scale None"):
+        train(_config(old, tmp_path / "r2"), progress=False)
+
+
+def test_unknown_dose_hides_the_dose_of_a_fraction_of_the_rows(store, tmp_path):
+    from stemsight.datasets.context_features import CONTEXT_FEATURES
+    from stemsight.training.loop import DOSE_FEATURES, forget_dose
+
+    context = torch.rand(4000, len(CONTEXT_FEATURES)) + 0.5
+    out = forget_dose(context, CONTEXT_FEATURES, 0.25, torch.Generator().manual_seed(0))
+    dose = [CONTEXT_FEATURES.index(name) for name in DOSE_FEATURES]
+    hidden = (out[:, dose] == 0).all(1)
+    assert 0.22 < hidden.float().mean() < 0.28
+    rest = [k for k in range(len(CONTEXT_FEATURES)) if k not in dose]
+    assert torch.equal(out[:, rest], context[:, rest]) and torch.equal(out[~hidden], context[~hidden])
+    # the checkpoint records that the model has seen the dose unknown (the analysis's context check)
+    run = train(_config(store, tmp_path / "r", unknown_dose=0.25), progress=False).out
+    low = load_checkpoint(run / "best").meta["context_range"]["min"]
+    assert all(low[CONTEXT_FEATURES.index(name)] == 0.0 for name in DOSE_FEATURES)
+    plain = train(_config(store, tmp_path / "p"), progress=False).out
+    seen = load_checkpoint(plain / "best").meta["context_range"]["min"]
+    assert seen[CONTEXT_FEATURES.index("has_dose")] == 1
+    with pytest.raises(InputError, match="unknown_dose"):
+        _config(store, tmp_path / "x", unknown_dose=1.5)

@@ -1,4 +1,4 @@
-"""`stemsight demo`: the main job on built-in defaults (for now: simulate a doped MoS2 bundle)."""
+"""`stemsight demo`: the main job on built-in defaults: simulate a doped MoS2 image, analyze it, score it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from stemsight.report.demo import run_demo
 
-    report = run_demo(args.out, seed=args.seed)
+    report = run_demo(args.out, seed=args.seed, progress=sys.stderr.isatty())
     print(report)
     return 0

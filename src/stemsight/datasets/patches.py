@@ -2,7 +2,9 @@
 
 Patches are resampled to `size_px` × `size_px` points spanning `size_a` Å, centred on the site's sub-pixel
 position, so that a model sees the same physical field whatever the image's pixel size. Images are first
-put on a common scale by `normalise_image` (the analysis of real images uses the same two functions).
+put on a physical scale by `normalise_to_sites`: background at 0 and the typical site of the host's first
+sublattice (a metal column of a TMD, a carbon atom of graphene) at 1, the unit in which the context vector
+gives every class's expected intensity. The analysis of real images uses the same functions.
 """
 
 from __future__ import annotations
@@ -11,23 +13,62 @@ import numpy as np
 
 from stemsight.core.errors import InputError
 
+PATCH_NORMALISATION = "sites-median-v1"
+"""Name of the intensity scale patches are cut from (`normalise_to_sites`); checkpoints record it."""
 
-def normalise_image(image: np.ndarray) -> np.ndarray:
-    """(ny, nx) → float32 image with its 1st percentile at 0 and its 99th at 1.
 
-    Robust to a few hot pixels and to the dopant fraction; intensity ratios between sites survive (an
-    offset is removed, one scale applied), which is what the context-aware classifier reads.
+
+def check_patch_normalisation(found: object, where: str) -> None:
+    """InputError unless `found` (what a store or checkpoint records) is `PATCH_NORMALISATION`."""
+    if found != PATCH_NORMALISATION:
+        raise InputError(f"{where}: patches cut on intensity scale {found!r}, this version cuts them on "
+                         f"{PATCH_NORMALISATION!r} (rebuild the store / retrain the model)")
+
+
+_PEAK_SIGMA_A = 0.3
+"""Gaussian smoothing (Å) before site peaks and the background are read: averages shot noise over a
+column's core without mixing in its neighbours (≥ 1.4 Å away)."""
+_BACKGROUND_PERCENTILE = 2.0
+
+
+def normalise_to_sites(
+    image: np.ndarray,
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    reference: np.ndarray,
+    *,
+    pixel_size_yx_a: tuple[float, float],
+) -> np.ndarray:
+    """(ny, nx) → float32 image with the background at 0 and the median peak of the reference sites at 1.
+
+    x_px, y_px: (N,) site positions (pixels, x = column); reference: (N,) bool, the sites of the host's
+    first sublattice. Peaks and the background (2nd percentile) are read from the image smoothed by a
+    0.3 Å Gaussian. Unlike a percentile scale this one does not move with the dopant fraction: a heavy
+    dopant at 10 % of the metal sites leaves the host metal at 1, where the context says it is.
     """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise InputError(f"image: expected a 2D array, got shape {image.shape}")
     if not np.isfinite(image).all():
         raise InputError("image: contains NaN or infinite values")
-    low, high = np.percentile(image, [1.0, 99.0])
-    scale = high - low
-    if scale <= 0:
-        raise InputError("image: has no contrast (1st and 99th percentiles are equal)")
-    return ((image - low) / scale).astype(np.float32)
+    reference = np.asarray(reference, dtype=bool)
+    x_px = np.asarray(x_px, dtype=np.float64)
+    y_px = np.asarray(y_px, dtype=np.float64)
+    if not x_px.shape == y_px.shape == reference.shape or x_px.ndim != 1:
+        raise InputError(f"sites: x_px, y_px and reference must be equal-length 1D arrays, got "
+                         f"{x_px.shape}, {y_px.shape}, {reference.shape}")
+    if not reference.any():
+        raise InputError("sites: no site of the host's first sublattice to set the intensity scale")
+    sigma = [_PEAK_SIGMA_A / pixel_size_yx_a[0], _PEAK_SIGMA_A / pixel_size_yx_a[1]]
+    smooth = gaussian_filter(image, sigma, mode="nearest")
+    peaks = map_coordinates(smooth, [y_px[reference], x_px[reference]], order=1, mode="nearest")
+    background = float(np.percentile(smooth, _BACKGROUND_PERCENTILE))
+    scale = float(np.median(peaks)) - background
+    if not scale > 0:
+        raise InputError("image: the host's sites are no brighter than the background (no contrast)")
+    return ((image - background) / scale).astype(np.float32)
 
 
 def extract_patches(

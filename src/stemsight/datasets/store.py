@@ -39,6 +39,7 @@ from stemsight import __version__
 from stemsight.core.errors import InputError
 from stemsight.datasets.config import SPLITS, DatasetConfig
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, CONTEXT_SCHEMA
+from stemsight.datasets.patches import PATCH_NORMALISATION, check_patch_normalisation
 from stemsight.datasets.units import SUBLATTICES
 
 STORE_FORMAT = "stemsight.patches.v1"
@@ -145,6 +146,7 @@ class StoreWriter:
                 "splits": list(SPLITS),
                 "context_schema": CONTEXT_SCHEMA,
                 "context_features": list(CONTEXT_FEATURES),
+                "patch_normalisation": PATCH_NORMALISATION,
                 "cases": [
                     {"index": c.index, "name": c.name, "host": c.host, "dopant": c.dopant,
                      "dopant_site": c.dopant_site, "condition": c.condition.name, "split": c.split}
@@ -167,6 +169,7 @@ class StoreWriter:
                 f"{path}: was built from a different config (digest {stored} ≠ {config.digest()[:12]}); "
                 "build into a new path"
             )
+        check_patch_normalisation(root.attrs.get("patch_normalisation"), str(path))
         writer = cls(path, config, root)
         writer._truncate()
         for unit in sorted(writer._staged):

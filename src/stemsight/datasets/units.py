@@ -14,7 +14,7 @@ from stemsight.core.context import ImagingContext
 from stemsight.core.labels import labels_for
 from stemsight.datasets.config import Case, DatasetConfig
 from stemsight.datasets.context_features import ALL_LABELS, context_vector
-from stemsight.datasets.patches import extract_patches, normalise_image
+from stemsight.datasets.patches import extract_patches, normalise_to_sites
 
 SUBLATTICES = ("M", "X", "C", "B", "N")
 """Every sublattice name, in the order of the stores' `sublattice` codes."""
@@ -90,8 +90,12 @@ def simulate_unit(config: DatasetConfig, unit: int) -> dict[str, np.ndarray]:
             seed=seed,
         )
     )
+    sublattice = np.asarray(item.sublattice)
+    normalised = normalise_to_sites(item.image, item.x_px, item.y_px,
+                                    sublattice == context.host_spec.sublattices[0],
+                                    pixel_size_yx_a=context.pixel_size_yx_a)
     patches = extract_patches(
-        normalise_image(item.image),
+        normalised,
         item.x_px,
         item.y_px,
         pixel_size_yx_a=context.pixel_size_yx_a,
@@ -104,7 +108,7 @@ def simulate_unit(config: DatasetConfig, unit: int) -> dict[str, np.ndarray]:
         "patches": patches.astype(np.float16),
         "context": context_vector(context),
         "label": np.array([ALL_LABELS.index(v) for v in item.label], dtype=np.int8),
-        "sublattice": np.array([SUBLATTICES.index(v) for v in item.sublattice], dtype=np.int8),
+        "sublattice": np.array([SUBLATTICES.index(v) for v in sublattice], dtype=np.int8),
         "x_px": np.asarray(item.x_px, dtype=np.float32),
         "y_px": np.asarray(item.y_px, dtype=np.float32),
         "dose": np.float64(np.nan if context.dose_e_per_a2 is None else context.dose_e_per_a2),

@@ -58,14 +58,16 @@ def site_inputs(
     """The classifier's inputs for sites of one image: (patches (N, P, P), context vector (F,),
     sublattice codes (N,)), made exactly as the dataset builder makes them."""
     from stemsight.datasets.context_features import context_vector
-    from stemsight.datasets.patches import extract_patches, normalise_image
+    from stemsight.datasets.patches import extract_patches, normalise_to_sites
     from stemsight.datasets.units import SUBLATTICES
 
     unknown = sorted(set(map(str, sublattice)) - set(SUBLATTICES))
     if unknown:
         raise InputError(f"sublattice: unknown sublattice {unknown[0]!r} (known: {', '.join(SUBLATTICES)})")
+    sublattice = np.asarray(sublattice).astype(str)
+    reference = sublattice == context.host_spec.sublattices[0]
     patches = extract_patches(
-        normalise_image(image),
+        normalise_to_sites(image, x_px, y_px, reference, pixel_size_yx_a=context.pixel_size_yx_a),
         x_px,
         y_px,
         pixel_size_yx_a=context.pixel_size_yx_a,

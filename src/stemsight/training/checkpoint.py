@@ -5,7 +5,9 @@ checkpoint `optim.*` optimizer state and `rng.*` generator states) and `NAME.jso
 
     {"format": "stemsight.checkpoint.v1", "model_name": "context-cnn", "model_arguments": {...},
      "labels": [...], "context_schema": "stemsight.context.v1", "context_features": [...],
-     "data_digest": "...", "patch": {"size_px": 24, "size_a": 4.8}, "stemsight_version": "...",
+     "data_digest": "...", "patch": {"size_px": 24, "size_a": 4.8, "normalisation": "sites-median-v1"},
+     "context_range": {"min": [...], "max": [...]} (per context feature, over the training patches),
+     "stemsight_version": "...",
      "torch_version": "...",
      "weights_sha256": "...", "training": {...} (epoch, metrics, optimizer hyper-parameters)}
 
@@ -54,6 +56,7 @@ def save_checkpoint(
     context_features: list[str] | tuple[str, ...],
     data_digest: str | None = None,
     patch: dict[str, float] | None = None,
+    context_range: dict[str, list[float]] | None = None,
     training: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
@@ -75,6 +78,7 @@ def save_checkpoint(
         "context_features": list(context_features),
         "data_digest": data_digest,
         "patch": patch,
+        "context_range": context_range,
         "stemsight_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "weights_sha256": hashlib.sha256(blob).hexdigest(),

@@ -49,10 +49,17 @@ def resolve_models(model: str | None, twin: str | None) -> tuple[Checkpoint, Che
         weights = default_weights_dir()
         if not (weights / "context-cnn.json").exists():
             raise InputError("--model default: no default weights are installed with this package")
-        main = load_checkpoint(weights / "context-cnn")
-        twin_ckpt = load_checkpoint(weights / "image-only") if twin is None else load_checkpoint(_stem(twin))
-        return main, twin_ckpt
-    return load_checkpoint(_stem(model)), (load_checkpoint(_stem(twin)) if twin else None)
+        return _load(weights / "context-cnn"), _load(weights / "image-only" if twin is None else _stem(twin))
+    return _load(_stem(model)), (_load(_stem(twin)) if twin else None)
+
+
+def _load(path: Path) -> Checkpoint:
+    """A checkpoint whose patches are cut the way this version cuts them."""
+    from stemsight.datasets.patches import check_patch_normalisation
+
+    checkpoint = load_checkpoint(path)
+    check_patch_normalisation((checkpoint.meta.get("patch") or {}).get("normalisation"), str(checkpoint.path))
+    return checkpoint
 
 
 def _stem(path: str | Path) -> Path:
@@ -63,12 +70,14 @@ def _stem(path: str | Path) -> Path:
 def sites_from_bundles(paths: Sequence[str | Path], checkpoint: Checkpoint) -> SiteSet:
     """Read labelled bundles and cut their sites as the checkpoint's training data was cut."""
     from stemsight.core.bundle import read_bundle
+    from stemsight.datasets.patches import check_patch_normalisation
     from stemsight.models.inference import site_inputs
 
     labels = checkpoint.labels
     patch = checkpoint.meta.get("patch") or {}
     if "size_px" not in patch or "size_a" not in patch:
         raise InputError(f"{checkpoint.path}: checkpoint does not record its patch size")
+    check_patch_normalisation(patch.get("normalisation"), str(checkpoint.path))
     parts: list[tuple] = []
     for path in paths:
         item = read_bundle(path)
@@ -89,9 +98,11 @@ def sites_from_bundles(paths: Sequence[str | Path], checkpoint: Checkpoint) -> S
 
 def sites_from_store(store: str | Path, split: str | None, *, max_sites: int | None = None) -> SiteSet:
     """Sites of one split of a patch store (all of them, or the first `max_sites`)."""
+    from stemsight.datasets.patches import check_patch_normalisation
     from stemsight.datasets.store import open_store
 
     root = open_store(store)
+    check_patch_normalisation(root.attrs.get("patch_normalisation"), str(store))
     splits = list(root.attrs["splits"])
     if split is not None and split not in splits:
         raise InputError(f"--split: unknown split {split!r} (known: {', '.join(splits)})")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +32,8 @@ class TrainConfig:
 
     max_patches: use at most this many training patches per epoch (None: all). device: 'auto' (CUDA when
     available), 'cpu' or 'cuda'. threads: torch CPU threads per process (0: cores / processes).
+    unknown_dose: fraction of training patches shown without their dose (the dose entries of the context
+    vector zeroed, as for an image whose dose nobody recorded), so the model also serves such images.
     """
 
     data: str
@@ -47,6 +50,7 @@ class TrainConfig:
     max_patches: int | None = None
     device: str = "auto"
     threads: int = 0
+    unknown_dose: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -59,6 +63,8 @@ class TrainConfig:
             raise InputError(f"device: expected auto, cpu or cuda, got {self.device!r}")
         if self.max_patches is not None and self.max_patches < 1:
             raise InputError(f"max_patches: expected an integer >= 1, got {self.max_patches!r}")
+        if not (isinstance(self.unknown_dose, int | float) and 0 <= self.unknown_dose <= 1):
+            raise InputError(f"unknown_dose: expected a fraction in [0, 1], got {self.unknown_dose!r}")
 
 
 @dataclass(frozen=True)
@@ -171,10 +177,12 @@ def _train_epoch(model, dataset, sampler, optimizer, schedule, config, epoch, de
     for step, batch in enumerate(loader):
         if step >= steps:
             break
-        patch = batch["patch"]
+        patch, context = batch["patch"], batch["context"]
         if config.augment:
             patch = dihedral(patch, torch.randint(0, 8, (len(patch),), generator=augment_rng))
-        logits = model(patch.to(device), batch["context"].to(device), batch["sublattice"].to(device))
+        if config.unknown_dose:
+            context = forget_dose(context, dataset.context_features, config.unknown_dose, augment_rng)
+        logits = model(patch.to(device), context.to(device), batch["sublattice"].to(device))
         loss = F.cross_entropy(logits, batch["label"].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,6 +212,19 @@ def _validate(model, dataset, config, device, dist) -> dict[str, float]:
         loss_sum[2] += len(label)
     dist.all_reduce(loss_sum)
     return {"loss": float(loss_sum[0] / loss_sum[2]), "accuracy": float(loss_sum[1] / loss_sum[2])}
+
+
+DOSE_FEATURES = ("log10_dose/5", "has_dose")
+"""Context entries that say the dose; all zero when it is unknown (see `context_vector`)."""
+
+
+def forget_dose(context: torch.Tensor, names, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, F) context with the dose entries zeroed in a random `fraction` of the rows."""
+    rows = torch.rand(len(context), generator=generator) < fraction
+    columns = [list(names).index(name) for name in DOSE_FEATURES]
+    out = context.clone()
+    out[rows.nonzero()[:, :1], torch.tensor(columns)] = 0.0
+    return out
 
 
 def dihedral(patch: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -245,13 +266,25 @@ def _cosine(optimizer, total_steps: int, *, start: int = 0):
 
 
 def _meta(dataset, config: TrainConfig) -> dict[str, Any]:
+    from stemsight.datasets.patches import check_patch_normalisation
     from stemsight.datasets.store import open_store
 
-    attrs = open_store(config.data).attrs
+    root = open_store(config.data)
+    attrs = root.attrs
+    check_patch_normalisation(attrs.get("patch_normalisation"), str(config.data))
     digest = f"{attrs['config_digest']}:{attrs['build']['n_patches']}"
+    # what the model has seen, per context feature: the analysis flags contexts outside it
+    contexts = np.asarray(root["patches/context"][:])
+    seen = contexts[np.asarray(root["patches/split"][:]) == list(attrs["splits"]).index("train")]
+    low, high = seen.min(0), seen.max(0)
+    if config.unknown_dose:  # the model also saw the dose entries at zero
+        for name in DOSE_FEATURES:
+            k = list(dataset.context_features).index(name)
+            low[k], high[k] = min(low[k], 0.0), max(high[k], 0.0)
     return {"labels": list(dataset.labels), "context_schema": attrs["context_schema"],
             "context_features": list(dataset.context_features), "data_digest": digest,
-            "patch": dict(attrs["config"]["patch"])}
+            "patch": dict(attrs["config"]["patch"], normalisation=attrs["patch_normalisation"]),
+            "context_range": {"min": low.tolist(), "max": high.tolist()}}
 
 
 def _write_config(out: Path, config: TrainConfig, meta: dict[str, Any]) -> None:

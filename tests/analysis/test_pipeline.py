@@ -1,0 +1,72 @@
+"""The analysis pipeline in Python: classification against the truth, context checks, intensities."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from stemsight.analysis.intensities import expected_heights, out_of_distribution
+from stemsight.analysis.pipeline import analyze_frames
+from stemsight.core.context import ImagingContext
+from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
+from stemsight.realism import RealismRanges
+
+CONTEXT = ImagingContext(host="MoS2", dopant="V", energy_kev=60, convergence_mrad=30, detector_inner_mrad=80,
+                         detector_outer_mrad=200, pixel_size_a=0.1, dose_e_per_a2=1e5)
+
+
+@pytest.fixture(scope="module")
+def item():
+    fractions = {"D_M": 0.04, "V_M": 0.02, "V_X": 0.04, "V_2X": 0.02}
+    return simulate_labelled_image(SimulationRequest(context=CONTEXT, size_a=50.0, seed=31,
+                                                     realism=RealismRanges(), fractions=fractions))
+
+
+def test_sites_of_a_fresh_realistic_image_are_found_and_named(item):
+    analysis = analyze_frames(item.image, CONTEXT)
+    sites = analysis.frames[0].sites
+    distance, nearest = cKDTree(np.column_stack([sites["x_px"], sites["y_px"]])).query(
+        np.column_stack([item.x_px, item.y_px]))
+    found = distance * CONTEXT.pixel_size_a < 0.5
+    assert found.mean() >= 0.995
+    truth = np.asarray(item.label)
+    assert np.mean(sites["label"][nearest[found]] == truth[found]) >= 0.97
+    assert not analysis.summary["ood_context"] and sites["ood"].mean() < 0.02
+    # the measured column heights sit where the physics puts each class
+    expected = analysis.frames[0].expected
+    host = sites["label"] == "M"
+    assert np.median(sites["intensity"][host]) == pytest.approx(1.0, abs=0.02)
+    dopant = sites["label"] == "D_M"
+    assert np.median(sites["intensity"][dopant]) == pytest.approx(expected["M"]["D_M"], abs=0.1)
+
+
+def test_a_context_outside_the_training_range_flags_every_site(item):
+    far = dataclasses.replace(CONTEXT, energy_kev=300.0)
+    analysis = analyze_frames(item.image, far)
+    assert "energy_kev" in analysis.summary["ood_context"]
+    assert analysis.frames[0].sites["ood"].all()
+    unknown_dose = dataclasses.replace(CONTEXT, dose_e_per_a2=None)
+    assert analyze_frames(item.image, unknown_dose).summary["ood_context"] == []
+
+
+def test_intensities_explain_a_layer_whose_columns_are_mostly_substituted():
+    """A Janus-like layer: 80 % of the chalcogen columns hold one dopant. The fitted scale must put them on
+    D_X, not call the majority the host, and a column matching no class is out of distribution."""
+    ctx = ImagingContext(host="WS2", dopant="Se", energy_kev=100, convergence_mrad=30, detector_inner_mrad=80,
+                         detector_outer_mrad=200, pixel_size_a=0.08)
+    rng = np.random.default_rng(0)
+    expected = expected_heights(ctx, np.ones(10), np.array(["M"] * 10))  # cross-section ratios only
+    sub = np.array(["M"] * 200 + ["X"] * 200)
+    true_scale = 0.85
+    x_heights = np.where(rng.random(200) < 0.8, true_scale * 0.309, true_scale * 0.123)
+    x_heights += rng.normal(0, 0.01, 200)
+    heights = np.concatenate([1 + rng.normal(0, 0.02, 200), x_heights])
+    fitted = expected_heights(ctx, heights, sub)
+    assert fitted["X"]["D_X"] == pytest.approx(true_scale * 0.309, rel=0.05)
+    assert "D_X" not in expected["M"] and "D_M" not in fitted["M"]  # Se sits on the chalcogen site
+    heights[5] = 0.6  # a metal column at 0.6: neither W (1) nor empty (0)
+    assert out_of_distribution(heights, sub, fitted)[5]
+    assert out_of_distribution(heights, sub, fitted).mean() < 0.02

@@ -1,0 +1,92 @@
+"""Lattice measurement and site location on simulated images with known truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from stemsight.analysis.lattice import Lattice, calibration_error, measure_lattice
+from stemsight.analysis.sites import locate_sites
+from stemsight.core.context import ImagingContext
+from stemsight.core.errors import InputError
+from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
+
+
+def _context(host: str, dopant: str | None, pixel: float, **kw) -> ImagingContext:
+    base = dict(host=host, dopant=dopant, energy_kev=60, convergence_mrad=30, detector_inner_mrad=80,
+                detector_outer_mrad=200, pixel_size_a=pixel, dose_e_per_a2=1e5)
+    return ImagingContext(**{**base, **kw})
+
+
+def _hexagonal_image(a_px: float, angle_deg: float, size: int = 256) -> np.ndarray:
+    """Gaussian atoms on a hexagonal lattice of constant a_px, rotated by angle_deg."""
+    t = math.radians(angle_deg)
+    a1 = a_px * np.array([math.cos(t), math.sin(t)])
+    a2 = a_px * np.array([math.cos(t + math.pi / 3), math.sin(t + math.pi / 3)])
+    n = int(2 * size / a_px) + 4
+    i, j = np.meshgrid(np.arange(-n, n), np.arange(-n, n))
+    xy = i.ravel()[:, None] * a1 + j.ravel()[:, None] * a2 + size / 2
+    xy = xy[(xy > -5).all(1) & (xy < size + 5).all(1)]
+    y, x = np.mgrid[0:size, 0:size]
+    image = np.zeros((size, size))
+    for cx, cy in xy:
+        image += np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * (0.12 * a_px) ** 2))
+    return image
+
+
+@pytest.mark.parametrize(("a_px", "angle"), [(12.0, 0.0), (17.3, 13.0), (25.0, 41.0)])
+def test_lattice_constant_and_orientation_are_recovered(a_px, angle):
+    lattice = measure_lattice(_hexagonal_image(a_px, angle))
+    lengths = np.linalg.norm(lattice.basis, axis=1)
+    np.testing.assert_allclose(lengths, a_px, rtol=0.01)
+    cos = lattice.basis[0] @ lattice.basis[1] / lengths.prod()
+    assert abs(abs(cos) - 0.5) < 0.02  # 60° or 120° between the basis vectors
+    # every basis vector is a lattice vector: the angle to the true a1 is a multiple of 60°
+    rel = (math.degrees(math.atan2(lattice.basis[0][1], lattice.basis[0][0])) - angle) % 60
+    assert min(rel, 60 - rel) < 1.0
+
+
+def test_no_lattice_is_a_clear_error():
+    noise = np.random.default_rng(0).normal(size=(128, 128))
+    with pytest.raises(InputError, match="no lattice"):
+        measure_lattice(noise)
+
+
+def test_calibration_error_is_the_relative_lattice_misfit():
+    lattice = Lattice(np.array([[20.0, 0.0], [10.0, 20.0 * math.sqrt(3) / 2]]))
+    assert calibration_error(lattice, 0.15, 3.0) == pytest.approx(0.0)
+    assert calibration_error(lattice, 0.165, 3.0) == pytest.approx(0.10)
+
+
+@pytest.mark.parametrize(("host", "dopant", "pixel", "size", "seed"), [
+    ("MoS2", "V", 0.1, 40.0, 3),
+    ("WSe2", "Mo", 0.12, 48.0, 2),
+    ("graphene", "Si", 0.08, 30.0, 1),
+])
+def test_every_site_is_found_empty_ones_included(host, dopant, pixel, size, seed):
+    ctx = _context(host, dopant, pixel)
+    fractions = {"D_M": 0.05, "V_M": 0.03, "V_X": 0.05, "V_2X": 0.03} if host != "graphene" \
+        else {"D": 0.03, "V": 0.04}
+    request = SimulationRequest(context=ctx, size_a=size, seed=seed, fractions=fractions)
+    item = simulate_labelled_image(request)
+    subs = ctx.host_spec.sublattices
+    names = subs if len(subs) == 2 else (subs[0], subs[0])
+    grid = locate_sites(item.image, sublattices=names, first_is_brighter=True,
+                        expected_a_px={"graphene": 2.46}.get(host, 3.2) / pixel)
+    truth = np.column_stack([item.x_px, item.y_px])
+    distance, nearest = cKDTree(np.column_stack([grid.x_px, grid.y_px])).query(truth)
+    found = distance * pixel < 0.5
+    labels = np.asarray(item.label)
+    empty = np.isin(labels, ["V_M", "V_2X", "V"])
+    assert empty.sum() >= 3
+    assert found.mean() >= 0.995 and found[empty].all()
+    assert np.median(distance[found]) * pixel < 0.1  # sub-pixel refinement: well under a pixel
+    assert (grid.sublattice[nearest[found]] == np.asarray(item.sublattice)[found]).all()
+    # no invented sites: each found site has a true one within 0.5 Å
+    back, _ = cKDTree(truth).query(np.column_stack([grid.x_px, grid.y_px]))
+    assert (back * pixel < 0.5).mean() >= 0.995
+    # empty sites are told apart from occupied ones
+    assert (grid.occupied[nearest[found]] == ~empty[found]).mean() >= 0.98
