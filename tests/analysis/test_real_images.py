@@ -24,9 +24,9 @@ pytestmark = [pytest.mark.real, pytest.mark.skipif(not REAL.is_dir(), reason="..
 # Acceptance checks the shipped model does not meet yet (issue 5; numbers of 2026-11-21 in the reasons).
 # Not strict: they report XPASS once a better model meets them, and then the mark goes.
 SIM_TO_REAL = pytest.mark.xfail(strict=False, reason=(
-    "sim-to-real gap: on these 0.12-0.18 A/px real images (outside the 0.08-0.10 A/px training grid) the "
-    "context model calls host-height columns defects: D_M 7.6 %, 20.9 %, 4.8 %, 4.2 % of metal sites, WSe2 "
-    "X2 49 %, WSSe most common X2"))
+    "sim-to-real gap: the context model calls columns of host height defects on these images: D_M 5.2 %, "
+    "19.4 % (doped) and 7.0 %, 3.4 % (undoped) of metal sites; WSe2 X2 58 %; WSSe most common X2 (D_X with "
+    "analyze --adapt-prior)"))
 
 
 def _context(host: str, dopant: str | None, energy_kev: float, pixel_size_a: float) -> ImagingContext:

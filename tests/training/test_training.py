@@ -251,7 +251,13 @@ def test_unknown_dose_hides_the_dose_of_a_fraction_of_the_rows(store, tmp_path):
     low = load_checkpoint(run / "best").meta["context_range"]["min"]
     assert all(low[CONTEXT_FEATURES.index(name)] == 0.0 for name in DOSE_FEATURES)
     plain = train(_config(store, tmp_path / "p"), progress=False).out
-    seen = load_checkpoint(plain / "best").meta["context_range"]["min"]
-    assert seen[CONTEXT_FEATURES.index("has_dose")] == 1
+    meta = load_checkpoint(plain / "best").meta
+    assert meta["context_range"]["min"][CONTEXT_FEATURES.index("has_dose")] == 1
+    # the training prior per sublattice: frequencies that sum to one, dopant classes only with a dopant
+    prior = meta["label_prior"]
+    labels = meta["labels"]
+    assert prior and all(sum(v) == pytest.approx(1.0) for v in prior.values())
+    assert all(prior[key][labels.index("D_M")] == 0 for key in prior if key == "M|none")
+    assert any(prior[key][labels.index("D_M")] > 0 for key in prior if key == "M|dopant")
     with pytest.raises(InputError, match="unknown_dose"):
         _config(store, tmp_path / "x", unknown_dose=1.5)

@@ -28,12 +28,14 @@ _N_SCALARS = 15  # the context vector's leading scalar features (conditions), ch
 @dataclass(frozen=True)
 class FrameAnalysis:
     """One frame: `image` (ny, nx) float32, `sites` {column: (N,) array}, `expected` class heights per
-    sublattice (see `intensities.expected_heights`), lattice constant `a_px` (pixels)."""
+    sublattice (see `intensities.expected_heights`), lattice constant `a_px` (pixels), and the class
+    fractions estimated for the image per sublattice (`image_prior`; empty when not adapted)."""
 
     image: np.ndarray
     sites: dict[str, np.ndarray]
     expected: dict
     a_px: float
+    image_prior: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,16 @@ def analyze_frames(
     *,
     model: str = "default",
     calibrate_from_lattice: bool = False,
+    adapt_prior: bool = False,
     progress: bool = False,
 ) -> Analysis:
     """Analyze (n, ny, nx) frames (or one (ny, nx) image) taken in `context`.
 
     model: 'default' (the shipped classifier), a run folder or a checkpoint path. calibrate_from_lattice:
     replace the pixel size by the one the host's lattice constant implies (measured on the first frame).
+    adapt_prior: replace the training set's defect fractions in the posteriors by the image's own,
+    estimated per frame and sublattice (`prior.adapt_prior`; needs a checkpoint that records its prior).
+    Off by default: on simulated images below 10⁴ e/Å² it over-calls partial chalcogen vacancies.
     """
     from tqdm import tqdm
 
@@ -72,7 +78,8 @@ def analyze_frames(
     ood_context = _context_outside_training(context, checkpoint.meta)
     labels = labels_for(context.host_spec)
     with tqdm(total=3 * len(frames), desc="analyze", unit="step", disable=not progress) as bar:
-        results = [_analyze_frame(frame, context, checkpoint, labels, ood_context, bar) for frame in frames]
+        results = [_analyze_frame(frame, context, checkpoint, labels, ood_context, bar, adapt_prior)
+                   for frame in frames]
     summary = _summary(results, context, labels, calibration, ood_context, checkpoint)
     return Analysis(results, context, labels, summary)
 
@@ -124,7 +131,7 @@ def _context_outside_training(context: ImagingContext, meta: dict[str, Any]) -> 
     return out
 
 
-def _analyze_frame(image, context, checkpoint, labels, ood_context, bar) -> FrameAnalysis:
+def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) -> FrameAnalysis:
     from stemsight.analysis.intensities import expected_heights, out_of_distribution, site_heights
     from stemsight.analysis.sites import locate_sites
     from stemsight.datasets.context_features import ALL_LABELS
@@ -150,6 +157,9 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar) -> Fram
     columns = [ALL_LABELS.index(label) for label in labels]
     probs = probs_all[:, columns] * allowed[None]
     probs = probs / np.maximum(probs.sum(1, keepdims=True), 1e-300)
+    image_prior = {}
+    if adapt:
+        probs, image_prior = _adapt_to_image(probs, grid.sublattice, context, checkpoint, columns)
     bar.update(1)
     heights = site_heights(image, grid.x_px, grid.y_px, a_px=grid.lattice.a_px, pixel_size_yx_a=pixel)
     expected = expected_heights(context, heights, grid.sublattice)
@@ -165,7 +175,29 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar) -> Fram
     for k, label in enumerate(labels):
         sites[f"p_{label}"] = probs[:, k]
     bar.update(1)
-    return FrameAnalysis(image, sites, expected, grid.lattice.a_px)
+    return FrameAnalysis(image, sites, expected, grid.lattice.a_px, image_prior)
+
+
+def _adapt_to_image(probs, sublattice, context, checkpoint, columns) -> tuple[np.ndarray, dict]:
+    """Label-shift correction per sublattice with the checkpoint's training prior (unchanged without one)."""
+    from stemsight.analysis.prior import adapt_prior
+
+    priors = checkpoint.meta.get("label_prior") or {}
+    labels = checkpoint.labels
+    out, estimated = probs.copy(), {}
+    site = context.dopant_site if context.dopant else None
+    for sub in np.unique(sublattice):
+        key = f"{sub}|{'dopant' if site == sub else 'none'}"
+        if key not in priors:
+            continue
+        k = sublattice == sub
+        train = np.asarray(priors[key])[columns]
+        train = train * (probs[k].sum(0) > 0)  # classes the context rules out stay out
+        if train.sum() <= 0:
+            continue
+        out[k], prior = adapt_prior(probs[k], train / train.sum())
+        estimated[str(sub)] = {labels[c]: float(p) for c, p in zip(columns, prior, strict=True) if p > 0}
+    return out, estimated
 
 
 def _possible_labels(context: ImagingContext, labels: tuple[str, ...]) -> np.ndarray:
@@ -217,6 +249,7 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
         "n_ood": ood,
         "ood_context": ood_context,
         "calibration": calibration,
+        "image_prior": [frame.image_prior for frame in results],
         "context": context.to_dict(),
         "stemsight_version": __version__,
         "model": {"name": checkpoint.meta["model_name"], "data_digest": checkpoint.meta.get("data_digest"),

@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     add_context_flags(p)
     p.add_argument("--calibrate-from-lattice", action="store_true",
                    help="replace the pixel size by the one the host's lattice constant implies")
+    p.add_argument("--adapt-prior", action="store_true",
+                   help="re-estimate the class fractions from the image (label-shift correction by EM)")
     p.add_argument("--model", default="default", help="'default' (shipped), a run folder or a checkpoint")
     p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
     p.set_defaults(run=run)
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     context = merged_context(args, micrograph)
     show = sys.stderr.isatty()
     analysis = analyze_frames(micrograph.frames, context, model=args.model,
-                              calibrate_from_lattice=args.calibrate_from_lattice, progress=show)
+                              calibrate_from_lattice=args.calibrate_from_lattice,
+                              adapt_prior=args.adapt_prior, progress=show)
     out = write_analysis_outputs(analysis, args.out, source=Path(args.image).name)
     s = analysis.summary
     calibration = s["calibration"]

@@ -7,6 +7,7 @@ checkpoint `optim.*` optimizer state and `rng.*` generator states) and `NAME.jso
      "labels": [...], "context_schema": "stemsight.context.v1", "context_features": [...],
      "data_digest": "...", "patch": {"size_px": 24, "size_a": 4.8, "normalisation": "sites-median-v1"},
      "context_range": {"min": [...], "max": [...]} (per context feature, over the training patches),
+     "label_prior": {"M|dopant": [...], "M|none": [...], ...} (training label frequencies per sublattice),
      "stemsight_version": "...",
      "torch_version": "...",
      "weights_sha256": "...", "training": {...} (epoch, metrics, optimizer hyper-parameters)}
@@ -57,6 +58,7 @@ def save_checkpoint(
     data_digest: str | None = None,
     patch: dict[str, float] | None = None,
     context_range: dict[str, list[float]] | None = None,
+    label_prior: dict[str, list[float]] | None = None,
     training: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
@@ -79,6 +81,7 @@ def save_checkpoint(
         "data_digest": data_digest,
         "patch": patch,
         "context_range": context_range,
+        "label_prior": label_prior,
         "stemsight_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "weights_sha256": hashlib.sha256(blob).hexdigest(),

@@ -275,16 +275,41 @@ def _meta(dataset, config: TrainConfig) -> dict[str, Any]:
     digest = f"{attrs['config_digest']}:{attrs['build']['n_patches']}"
     # what the model has seen, per context feature: the analysis flags contexts outside it
     contexts = np.asarray(root["patches/context"][:])
-    seen = contexts[np.asarray(root["patches/split"][:]) == list(attrs["splits"]).index("train")]
+    split, train_code = np.asarray(root["patches/split"][:]), list(attrs["splits"]).index("train")
+    seen = contexts[split == train_code]
     low, high = seen.min(0), seen.max(0)
     if config.unknown_dose:  # the model also saw the dose entries at zero
         for name in DOSE_FEATURES:
             k = list(dataset.context_features).index(name)
             low[k], high[k] = min(low[k], 0.0), max(high[k], 0.0)
+    prior = label_prior(seen, np.asarray(root["patches/label"][:])[split == train_code],
+                        np.asarray(root["patches/sublattice"][:])[split == train_code], attrs)
     return {"labels": list(dataset.labels), "context_schema": attrs["context_schema"],
             "context_features": list(dataset.context_features), "data_digest": digest,
             "patch": dict(attrs["config"]["patch"], normalisation=attrs["patch_normalisation"]),
-            "context_range": {"min": low.tolist(), "max": high.tolist()}}
+            "context_range": {"min": low.tolist(), "max": high.tolist()}, "label_prior": prior}
+
+
+def label_prior(context: np.ndarray, label: np.ndarray, sublattice: np.ndarray,
+                attrs: Any) -> dict[str, list[float]]:
+    """Label frequencies of the training patches per sublattice, apart for cases with and without the
+    dopant on that sublattice: {"M|dopant": [f over labels], "M|none": [...], ...}. The analysis divides
+    them out of the posteriors and puts in the image's own (label-shift correction): training raises defect
+    fractions far above real ones so that every class has examples, and a posterior carries that prior."""
+    features = list(attrs["context_features"])
+    on_a, on_b = context[:, features.index("dopant_on_a")], context[:, features.index("dopant_on_b")]
+    names = list(attrs["sublattices"])
+    n_labels = len(attrs["labels"])
+    out = {}
+    for code, name in enumerate(names):
+        first = name in ("M", "C", "B")  # the host's first sublattice carries dopant_on_a
+        here = (on_a if first else on_b) > 0.5
+        for flag, key in ((True, "dopant"), (False, "none")):
+            rows = (sublattice == code) & (here == flag)
+            if rows.any():
+                counts = np.bincount(label[rows].astype(np.int64), minlength=n_labels).astype(np.float64)
+                out[f"{name}|{key}"] = (counts / counts.sum()).tolist()
+    return out
 
 
 def _write_config(out: Path, config: TrainConfig, meta: dict[str, Any]) -> None:
