@@ -70,3 +70,15 @@ def test_intensities_explain_a_layer_whose_columns_are_mostly_substituted():
     heights[5] = 0.6  # a metal column at 0.6: neither W (1) nor empty (0)
     assert out_of_distribution(heights, sub, fitted)[5]
     assert out_of_distribution(heights, sub, fitted).mean() < 0.02
+
+
+def test_adapt_prior_estimates_the_image_fractions(item):
+    analysis = analyze_frames(item.image, CONTEXT, adapt_prior=True)
+    prior = analysis.summary["image_prior"][0]
+    assert set(prior) == {"M", "X"}
+    assert all(sum(p.values()) == pytest.approx(1.0) for p in prior.values())
+    assert "D_X" not in prior["X"]  # V sits on the metal site: the context keeps D_X out
+    labels = np.asarray(item.label)
+    metal = np.asarray(item.sublattice) == "M"
+    assert prior["M"]["D_M"] == pytest.approx(np.mean(labels[metal] == "D_M"), abs=0.015)
+    assert analyze_frames(item.image, CONTEXT).summary["image_prior"] == [{}]  # off by default
