@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from stemsight.core.context import ImagingContext
-from stemsight.core.labels import sublattice_labels
+from stemsight.core.labels import allowed_labels
 
 _OOD_SIGMAS = 5.0
 _OOD_FLOOR = 0.2
@@ -36,11 +36,18 @@ def site_heights(image: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, *, a_px:
                                                                                   mode="nearest")
 
 
+def relative_heights(heights: np.ndarray, sublattice: np.ndarray, context: ImagingContext) -> np.ndarray:
+    """(N,) heights in units of the median height of the host's first sublattice (sublattice: (N,) names)."""
+    first = np.asarray(sublattice) == context.host_spec.sublattices[0]
+    return heights / (float(np.median(heights[first])) or 1.0)
+
+
 def expected_heights(context: ImagingContext, heights: np.ndarray, sublattice: np.ndarray) -> dict:
     """Predicted height of every class of every sublattice, in units of the first sublattice's median
     host height: {sublattice: {label: height}}, plus the robust spread {sublattice: σ} under '_sigma'.
 
-    heights: (N,) measured heights; sublattice: (N,) names. On the first sublattice the classes sit at
+    heights: (N,) measured heights in those units (`relative_heights`); sublattice: (N,) names. On the
+    first sublattice the classes sit at
     their cross-section ratios (the host at 1). A second sublattice's columns see the probe's tails
     differently, so its cross-section ratios are scaled by one factor k in [0.6, 1.3], fitted so that its
     sites lie closest to some allowed class: no assumption that most of its columns are the host's (a
@@ -50,17 +57,14 @@ def expected_heights(context: ImagingContext, heights: np.ndarray, sublattice: n
 
     features = dict(zip(CONTEXT_FEATURES, context_vector(context), strict=True))
     host = context.host_spec
-    subs = host.sublattices
-    unit = float(np.median(heights[sublattice == subs[0]])) or 1.0
     site = context.dopant_site if context.dopant else None
     out: dict = {"_sigma": {}}
-    for index, sub in enumerate(dict.fromkeys(subs)):
-        labels = sublattice_labels(host, sub)
-        classes = {label: float(features[f"expected_{label}"]) for label in labels
-                   if label.startswith("V") or label == labels[0] or (label.startswith("D") and site == sub)}
+    for index, sub in enumerate(dict.fromkeys(host.sublattices)):
+        labels = allowed_labels(host, sub, site)
+        classes = {label: float(features[f"expected_{label}"]) for label in labels}
         if host.family != "tmd" and classes.get(labels[0]):
             classes = {label: value / classes[labels[0]] for label, value in classes.items()}
-        mine = heights[sublattice == sub] / unit
+        mine = heights[sublattice == sub]
         values = np.array(list(classes.values()))
         scale = 1.0
         if index and mine.size:

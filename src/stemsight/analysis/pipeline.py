@@ -16,7 +16,7 @@ import numpy as np
 
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
-from stemsight.core.labels import DOPANT_LABELS, VACANCY_LABELS, labels_for
+from stemsight.core.labels import DOPANT_LABELS, VACANCY_LABELS, allowed_labels, labels_for
 
 CALIBRATION_TOLERANCE = 0.03
 """A pixel size whose lattice constant is off the host's by more than this is reported."""
@@ -132,7 +132,12 @@ def _context_outside_training(context: ImagingContext, meta: dict[str, Any]) -> 
 
 
 def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) -> FrameAnalysis:
-    from stemsight.analysis.intensities import expected_heights, out_of_distribution, site_heights
+    from stemsight.analysis.intensities import (
+        expected_heights,
+        out_of_distribution,
+        relative_heights,
+        site_heights,
+    )
     from stemsight.analysis.sites import locate_sites
     from stemsight.datasets.context_features import ALL_LABELS
     from stemsight.models.inference import predict_probabilities, site_inputs
@@ -162,9 +167,8 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
         probs, image_prior = _adapt_to_image(probs, grid.sublattice, context, checkpoint, columns)
     bar.update(1)
     heights = site_heights(image, grid.x_px, grid.y_px, a_px=grid.lattice.a_px, pixel_size_yx_a=pixel)
-    expected = expected_heights(context, heights, grid.sublattice)
-    unit = float(np.median(heights[grid.sublattice == subs[0]])) or 1.0
-    relative = heights / unit
+    relative = relative_heights(heights, grid.sublattice, context)
+    expected = expected_heights(context, relative, grid.sublattice)
     ood_site = out_of_distribution(relative, grid.sublattice, expected)
     sites: dict[str, np.ndarray] = {
         "x_px": grid.x_px, "y_px": grid.y_px, "sublattice": grid.sublattice.astype(str),
@@ -202,10 +206,10 @@ def _adapt_to_image(probs, sublattice, context, checkpoint, columns) -> tuple[np
 
 def _possible_labels(context: ImagingContext, labels: tuple[str, ...]) -> np.ndarray:
     """(K,) float mask: 0 for dopant classes the context rules out (no dopant, or another sublattice)."""
+    host = context.host_spec
     site = context.dopant_site if context.dopant else None
-    on_metal = {"D_M": "M", "D_X": "X", "D_2X": "X"}
-    return np.array([0.0 if label in DOPANT_LABELS and (site is None or on_metal.get(label, site) != site)
-                     else 1.0 for label in labels])
+    possible = {label for sub in host.sublattices for label in allowed_labels(host, sub, site)}
+    return np.array([1.0 if label in possible else 0.0 for label in labels])
 
 
 def _first_is_brighter(context: ImagingContext) -> bool:

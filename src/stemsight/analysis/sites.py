@@ -73,15 +73,19 @@ def locate_sites(
     field = _Field(lattice, a_px)
     field.learn(peaks, [first], image.shape)
     # 2. the other sublattice is the honeycomb partner whose positions hold columns (not hollows)
+    def median_on(offset: np.ndarray) -> float:
+        return _median_at(smooth, field.predict(_cells(lattice, [offset], ny, nx)[0]))
+
     partners = [(first + np.array(d)) % 1.0 for d in ((1 / 3, 2 / 3), (2 / 3, 1 / 3))]
-    values = [_median_at(smooth, field.predict(*_cells(lattice, [o], ny, nx))[0]) for o in partners]
-    offsets = [first, partners[int(np.argmax(values))]]
-    brightness = [_median_at(smooth, field.predict(*_cells(lattice, [o], ny, nx))[0]) for o in offsets]
-    if (brightness[0] >= brightness[1]) != first_is_brighter:
+    values = [median_on(o) for o in partners]
+    k = int(np.argmax(values))
+    offsets = [first, partners[k]]
+    if (median_on(first) >= values[k]) != first_is_brighter:
         offsets = offsets[::-1]
     # 3. every site of both sublattices, the field relearnt from all matched peaks, then refined
     field.learn(peaks, offsets, image.shape)
-    predicted, which = field.predict(*_cells(lattice, offsets, ny, nx))
+    ideal, which = _cells(lattice, offsets, ny, nx)
+    predicted = field.predict(ideal)
     names = np.array([sublattices[0], sublattices[-1]], dtype=object)[which]
     inside = (predicted[:, 0] >= -0.5) & (predicted[:, 0] <= nx - 0.5) \
         & (predicted[:, 1] >= -0.5) & (predicted[:, 1] <= ny - 0.5)
@@ -98,8 +102,9 @@ class _Field:
         self.where = np.zeros((0, 2))
         self.shift = np.zeros((0, 2))
 
-    def predict(self, ideal: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return ideal + _smooth_field(ideal, self.where, self.shift, _FIELD_SIGMA * self.a_px), which
+    def predict(self, ideal: np.ndarray) -> np.ndarray:
+        """(N, 2) ideal positions → where the columns are expected, distortion included."""
+        return ideal + _smooth_field(ideal, self.where, self.shift, _FIELD_SIGMA * self.a_px)
 
     def learn(self, peaks: np.ndarray, offsets: list[np.ndarray], shape: tuple[int, ...]) -> None:
         """Match each peak to the nearest predicted site (within 0.3 a; twice, so the field can follow
@@ -108,7 +113,7 @@ class _Field:
 
         ideal, _ = _cells(self.lattice, offsets, shape[0], shape[1])
         for _ in range(2):
-            predicted, _ = self.predict(ideal, np.zeros(len(ideal), int))
+            predicted = self.predict(ideal)
             distance, index = cKDTree(predicted).query(peaks)
             near = distance < 0.3 * self.a_px
             self.where, self.shift = ideal[index[near]], peaks[near] - ideal[index[near]]
@@ -167,22 +172,20 @@ def _circular_mean(frac: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 
 def _smooth_field(at: np.ndarray, where: np.ndarray, shift: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-weighted mean of `shift` (M, 2) measured at `where` (M, 2), evaluated at `at` (N, 2)."""
+    """Gaussian-weighted mean of `shift` (M, 2) measured at `where` (M, 2), evaluated at `at` (N, 2), over
+    the measurements within 3 σ; the median shift where there are none."""
     from scipy.spatial import cKDTree
 
     if len(where) == 0:
         return np.zeros_like(at)
-    tree = cKDTree(where)
-    out = np.zeros_like(at)
-    neighbours = tree.query_ball_point(at, 3 * sigma)
-    overall = np.median(shift, axis=0)
-    for k, idx in enumerate(neighbours):
-        if not idx:
-            out[k] = overall
-            continue
-        d2 = np.sum((where[idx] - at[k]) ** 2, axis=1)
-        w = np.exp(-d2 / (2 * sigma**2))
-        out[k] = (w[:, None] * shift[idx]).sum(0) / w.sum()
+    pairs = cKDTree(at).sparse_distance_matrix(cKDTree(where), 3 * sigma, output_type="ndarray")
+    rows, cols = pairs["i"], pairs["j"]
+    weights = np.exp(-pairs["v"] ** 2 / (2 * sigma**2))
+    total = np.bincount(rows, weights, minlength=len(at))
+    out = np.stack([np.bincount(rows, weights * shift[cols, k], minlength=len(at)) for k in (0, 1)], axis=1)
+    empty = total == 0
+    out[~empty] /= total[~empty, None]
+    out[empty] = np.median(shift, axis=0)
     return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def merged_context(args: argparse.Namespace, micrograph: Any):
     """The imaging context: the file's calibration and energy, overridden by --meta, then by the flags."""
     from stemsight.core.context import ImagingContext
-    from stemsight.core.io import read_text
+    from stemsight.core.io import read_json
 
     data: dict[str, Any] = {}
     if micrograph.pixel_size_a is not None:
@@ -73,12 +72,7 @@ def merged_context(args: argparse.Namespace, micrograph: Any):
     if micrograph.energy_kev is not None:
         data["energy_kev"] = micrograph.energy_kev
     if args.meta:
-        try:
-            meta = json.loads(read_text(args.meta, missing="no such meta file"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{args.meta}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        except UnicodeDecodeError:
-            raise InputError(f"{args.meta}: not a text file") from None
+        meta = read_json(args.meta, missing="no such meta file")
         if not isinstance(meta, dict):
             raise InputError(f"{args.meta}: expected a JSON object of context keys")
         if "pixel_size_a" in meta and "pixel_size_a_y" not in meta:

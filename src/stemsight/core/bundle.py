@@ -15,7 +15,7 @@ import numpy as np
 
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
-from stemsight.core.io import read_text
+from stemsight.core.io import read_json
 
 SITE_COLUMNS = ("x_px", "y_px", "sublattice", "label")
 
@@ -86,7 +86,7 @@ def read_bundle(path: str | Path) -> LabelledImage:
         raise InputError(
             f"{path / 'image.npy'}: expected a 2D real array, got shape {image.shape} dtype {image.dtype}"
         )
-    meta = _read_json(path / "meta.json")
+    meta = read_json(path / "meta.json", missing="missing")
     try:
         context = ImagingContext.from_dict(meta)
     except InputError as exc:
@@ -94,13 +94,6 @@ def read_bundle(path: str | Path) -> LabelledImage:
     provenance = {k: v for k, v in meta.items() if k not in context.to_dict() or k in context.extra}
     x, y, sub, lab = _read_sites(path / "sites.csv")
     return LabelledImage(image.astype(np.float32), x, y, sub, lab, context, provenance)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(read_text(path, missing="missing"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _read_sites(path: Path):

@@ -7,7 +7,6 @@ an impossible value raises `InputError` naming the key.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,13 +137,10 @@ class ImagingContext:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ImagingContext:
-        from stemsight.core.io import read_text
+        from stemsight.core.io import read_json
 
         path = Path(path)
-        try:
-            data = json.loads(read_text(path))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json(path)
         try:
             return cls.from_dict(data)
         except InputError as exc:

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from stemsight.core.errors import InputError
 
@@ -70,6 +71,17 @@ def read_text(path: str | Path, *, missing: str = "no such file") -> str:
         raise
     except OSError as exc:
         raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | Path, *, missing: str = "no such file") -> Any:
+    """The parsed JSON of `path`; InputError naming the file when it is missing, unreadable or not JSON."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(read_text(path, missing=missing))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -31,5 +31,12 @@ def sublattice_labels(host: Host, sublattice: str) -> tuple[str, ...]:
     return SINGLE_LABELS
 
 
+def allowed_labels(host: Host, sublattice: str, dopant_site: str | None) -> tuple[str, ...]:
+    """Labels a site on `sublattice` can take in a sample whose dopant sits on `dopant_site` (None: no
+    dopant): the sublattice's labels without the dopant classes unless the dopant is on that sublattice."""
+    return tuple(label for label in sublattice_labels(host, sublattice)
+                 if label not in DOPANT_LABELS or dopant_site == sublattice)
+
+
 def is_defect(label: str) -> bool:
     return label not in HOST_LABELS
