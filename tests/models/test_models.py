@@ -16,11 +16,15 @@ from stemsight.core.errors import InputError
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES
 from stemsight.datasets.units import SUBLATTICES
 from stemsight.models import create_model, list_models, model_arguments, register_model
+from stemsight.models.diffraction_nets import DiffractionNet
+from stemsight.models.pca_knn import PCAKNN
 from stemsight.models.site_classifier import MASKED_LOGIT, SiteClassifier
 from stemsight.models.unet import UNet
 
 MODELS = list_models()
 CLASSIFIERS = [name for name in MODELS if isinstance(create_model(name), SiteClassifier)]
+TRAINED = [name for name in MODELS if isinstance(create_model(name), torch.nn.Module)]  # not pca-knn (fitted)
+WITH_CONTEXT = [name for name in MODELS if isinstance(create_model(name), SiteClassifier | UNet)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,10 +36,15 @@ def one_thread():
 
 
 def _fresh(name: str, seed: int = 0, **overrides):
-    """Model `name` initialised from `seed` (the global torch RNG is restored afterwards)."""
+    """Model `name` initialised from `seed` (the global torch RNG is restored afterwards); a fitted model
+    without parameters (pca-knn) is fitted on 16 random example patterns."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return create_model(name, **overrides)
+        model = create_model(name, **overrides)
+    if not isinstance(model, torch.nn.Module):
+        patterns = model.example_inputs(16, generator=torch.Generator().manual_seed(seed))["patterns"]
+        model.fit(patterns, torch.arange(16) % model.n_classes)
+    return model
 
 
 def _inputs(model, batch: int = 3, seed: int = 1) -> dict:
@@ -54,12 +63,15 @@ def _expected_shape(model, inputs: dict) -> tuple[int, ...]:
     if isinstance(model, UNet):
         b, _, h, w = inputs["image"].shape
         return (b, 1 + model.n_labels, h, w)
+    if isinstance(model, DiffractionNet | PCAKNN):
+        return (inputs["patterns"].shape[0], model.n_classes)
     pytest.fail(f"{type(model).__name__}: write its documented output shape into _expected_shape")
 
 
 # -- every registered model ----------------------------------------------------------------------------------
 def test_all_models_registered_on_import():
-    assert {"context-cnn", "image-only", "unet"} <= set(MODELS)
+    expected = {"context-cnn", "image-only", "unet", "resnet", "vgg", "cnn", "prototype", "pca-knn"}
+    assert expected <= set(MODELS)
     assert MODELS == sorted(MODELS)
 
 
@@ -71,11 +83,11 @@ def test_forward_gives_documented_shape_and_finite_values(name):
     out = model(**inputs)
     assert out.shape == _expected_shape(model, inputs) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
-    single = model(**_inputs(model, batch=1))  # a batch of one works too (GroupNorm, not BatchNorm)
+    single = model(**_inputs(model, batch=1))  # a batch of one works too (GroupNorm, or BatchNorm over >1 px)
     assert single.shape[0] == 1 and torch.isfinite(single).all()
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", TRAINED)
 def test_backward_gives_finite_nonzero_gradients_for_every_parameter(name):
     model = _fresh(name)
     _loss(model(**_inputs(model))).backward()
@@ -84,7 +96,7 @@ def test_backward_gives_finite_nonzero_gradients_for_every_parameter(name):
         assert param.grad is not None, f"{pname}: no gradient"
         assert torch.isfinite(param.grad).all(), f"{pname}: non-finite gradient"
         assert param.grad.abs().sum() > 0, f"{pname}: zero gradient"
-    if not model.use_context:  # the image-only models carry no context parameters at all
+    if not getattr(model, "use_context", False):  # models without context carry no context parameters
         assert not any("context" in pname for pname, _ in model.named_parameters())
 
 
@@ -98,7 +110,7 @@ def _train_three_steps(name: str, seed: int) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", TRAINED)
 def test_same_seed_gives_bit_identical_weights_after_three_adamw_steps(name):
     first, second = _train_three_steps(name, seed=0), _train_three_steps(name, seed=0)
     assert first.keys() == second.keys()
@@ -117,22 +129,26 @@ def test_model_arguments_round_trip_through_json(name):
     model = _fresh(name)
     rebuilt = create_model(name, **json.loads(json.dumps(model.model_arguments)))
     assert rebuilt.model_arguments == model.model_arguments
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
-    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    if isinstance(model, PCAKNN):  # fitted, not trained: its state is plain arrays, not a state dict
+        rebuilt.load_tensors(model.to_tensors())
+    else:
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+        rebuilt.load_state_dict(model.state_dict(), strict=True)
     inputs = _inputs(model)
     assert torch.equal(rebuilt(**inputs), model(**inputs))
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_unknown_override_is_refused_and_names_the_accepted_ones(name):
-    with pytest.raises(InputError, match=r"unknown argument\(s\) no_such_option.*accepted: .*n_labels"):
+    accepted = r"unknown argument\(s\) no_such_option.*accepted: .*n_(labels|classes)"
+    with pytest.raises(InputError, match=accepted):
         create_model(name, no_such_option=1)
     with pytest.raises(InputError, match="no_such_option"):
         model_arguments(name, no_such_option=1)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", WITH_CONTEXT)
 def test_context_changes_the_output_only_for_context_models(name):
     model = _fresh(name).eval()
     inputs = _inputs(model)

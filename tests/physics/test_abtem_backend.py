@@ -135,3 +135,29 @@ def test_bad_arguments():
 def test_wavelength():
     assert abtem_wavelength_a(60.0) == pytest.approx(0.04866, abs=1e-5)
     assert abtem_wavelength_a(300.0) == pytest.approx(0.01969, abs=1e-5)
+
+
+def test_nyquist_scan_reproduces_a_direct_scan_at_any_position():
+    # The ADF image is band-limited to 2α/λ: a Nyquist scan of the cell (0.35 Å steps at most here) and
+    # its Fourier series give the image at off-grid positions, wrapped ones included, as a direct scan does.
+    x_a = np.linspace(0.13, 4.53, 12)  # beyond Lx = 4: wraps
+    y_a = np.linspace(1.07, 3.9, 9)
+    for ctx in (_context(), _context(source_size_a=0.6)):
+        direct = abtem_adf_image(_single("W"), ctx, x_a=x_a, y_a=y_a)
+        nyquist = abtem_adf_image(_single("W"), ctx, x_a=x_a, y_a=y_a, nyquist_scan=True)
+        if ctx.source_size_a > 0:  # the direct scan does not tile the cell: real-space blur, edges differ
+            assert _ncc(direct, nyquist) > 0.98
+        else:
+            np.testing.assert_allclose(nyquist, direct, rtol=0, atol=2e-4 * direct.max())
+
+
+def test_fourier_evaluate_known_answer():
+    from stemsight.physics.abtem_backend import fourier_evaluate
+
+    ly, lx = 3.0, 5.0
+    gy, gx = 12, 16
+    yy, xx = np.meshgrid(np.arange(gy) * ly / gy, np.arange(gx) * lx / gx, indexing="ij")
+    f = lambda y, x: 1.0 + np.cos(2 * np.pi * 2 * x / lx) * np.sin(2 * np.pi * 3 * y / ly + 0.3)  # noqa: E731
+    x_a, y_a = np.array([0.1, 2.2, 7.9, -1.3]), np.array([0.05, 1.7, 4.4])
+    expected = f(y_a[:, None], x_a[None, :])
+    np.testing.assert_allclose(fourier_evaluate(f(yy, xx), (ly, lx), x_a, y_a), expected, atol=1e-12)

@@ -16,7 +16,7 @@ from stemsight.core.errors import InputError
 
 def build_parser() -> argparse.ArgumentParser:
     from stemsight import __version__
-    from stemsight.cli import analyze, dataset, demo, evaluate, simulate, train
+    from stemsight.cli import analyze, dataset, demo, evaluate, fourd, simulate, train
 
     parser = _OneLineErrorParser(
         prog="stemsight",
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     analyze.add_parser(sub)
     demo.add_parser(sub)
+    fourd.add_parser(sub)
     return parser
 
 

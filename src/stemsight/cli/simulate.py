@@ -38,6 +38,14 @@ def add_parser(sub) -> None:
         "static lattice; the fast engine always includes thermal vibration)",
     )
     p.add_argument(
+        "--prism-interpolation",
+        type=int,
+        default=1,
+        metavar="N",
+        help="abTEM engine: PRISM interpolation factor (default 1: exact; N > 1 keeps plane waves on a grid "
+        "N times coarser and a probe window of 1/N of the cell, which a large field needs to be practical)",
+    )
+    p.add_argument(
         "--no-realism",
         action="store_true",
         help="no scan distortion, blur or contamination (shot noise still follows --dose)",
@@ -94,8 +102,13 @@ def run(args: argparse.Namespace) -> int:
 def _engine_options(args: argparse.Namespace) -> dict:
     if args.frozen_phonons < 0:
         raise InputError(f"--frozen-phonons: must be >= 0, got {args.frozen_phonons}")
+    if args.prism_interpolation < 1:
+        raise InputError(f"--prism-interpolation: must be >= 1, got {args.prism_interpolation}")
     if args.engine != "abtem":
         if args.frozen_phonons:
             raise InputError("--frozen-phonons: only for --engine abtem")
+        if args.prism_interpolation != 1:
+            raise InputError("--prism-interpolation: only for --engine abtem")
         return {}
-    return {"frozen_phonons": args.frozen_phonons, "seed": args.seed}
+    return {"frozen_phonons": args.frozen_phonons, "seed": args.seed,
+            "prism_interpolation": args.prism_interpolation}

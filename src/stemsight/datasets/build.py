@@ -167,10 +167,10 @@ def _dask_client(workers: int, scheduler: str | None):
 
 
 @contextlib.contextmanager
-def _progress_bar(total: int, initial: int, *, enabled: bool):
+def _progress_bar(total: int, initial: int, *, enabled: bool, desc: str = "dataset build", unit: str = "img"):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=initial, unit="img", desc="dataset build", disable=not enabled,
+    bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=not enabled,
                dynamic_ncols=True, smoothing=0.1)
     try:
         yield bar

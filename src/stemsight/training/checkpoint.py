@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from stemsight import __version__
@@ -61,13 +62,21 @@ def save_checkpoint(
     label_prior: dict[str, list[float]] | None = None,
     training: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `stem.safetensors` and `stem.json` (each atomically; the JSON last). Returns the JSON path."""
+    """Write `stem.safetensors` and `stem.json` (each atomically; the JSON last). Returns the JSON path.
+
+    A model that is not a torch module (PCA+kNN) provides `to_tensors()` (name → numpy array) instead of a
+    state dict. `extra_meta` entries are added to the JSON (e.g. the diffraction grid a model reads)."""
     from safetensors.torch import save
 
     stem = Path(stem)
     module = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if hasattr(module, "to_tensors"):
+        state = {k: torch.from_numpy(np.array(v, order="C")) for k, v in module.to_tensors().items()}
+    else:
+        state = module.state_dict()
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
     for key, value in (extra_tensors or {}).items():
         tensors[key] = value.detach().cpu().contiguous()
     blob = save(tensors)
@@ -86,6 +95,7 @@ def save_checkpoint(
         "torch_version": torch.__version__.split("+")[0],
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "training": training or {},
+        **(extra_meta or {}),
     }
     stem.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(stem.with_suffix(".safetensors"), blob)
@@ -130,8 +140,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise InputError(f"{json_path}: cannot rebuild model {meta['model_name']!r} ({exc})") from None
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        if hasattr(model, "load_tensors"):
+            model.load_tensors({k: v.numpy() for k, v in state.items()})
+        else:
+            model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"{weights_path}: weights do not fit {meta['model_name']} ({first})") from None
     model.eval()

@@ -1,0 +1,213 @@
+"""`stemsight fourd simulate|train|evaluate|classify|map`: polarization of KNN from 4D-STEM patterns."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stemsight.core.errors import InputError
+
+VERBS = ("simulate", "train", "evaluate", "classify", "map")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "fourd",
+        help="4D-STEM: polarization direction from convergent-beam diffraction",
+        description="Simulate KNN diffraction stores, train and compare polarization "
+        "classifiers, classify real or simulated 4D-STEM data and map a scan.",
+    )
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    s = verbs.add_parser("simulate", help="simulate a diffraction store from a YAML case grid (abTEM)")
+    s.add_argument("--config", required=True, help="YAML case grid (e.g. examples/fourd/knn.yaml)")
+    s.add_argument(
+        "--thicknesses-a", type=float, nargs="+", default=None, help="override the exit thicknesses"
+    )
+    s.add_argument("--specimens", type=int, default=None, help="override specimens per class")
+    s.add_argument("--seed", type=int, default=None, help="override the master seed (e.g. for a test store)")
+    s.add_argument("--workers", type=int, default=2, help="Dask worker processes (0: in this process)")
+    s.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    s.add_argument("--resume", action="store_true", help="continue a killed build")
+    s.add_argument("--out", required=True, help="store folder (.zarr)")
+    s.set_defaults(run=_simulate)
+
+    t = verbs.add_parser("train", help="train one classifier on a diffraction store")
+    t.add_argument("--data", required=True, help="diffraction store")
+    t.add_argument("--model", required=True, help="resnet, vgg, cnn, prototype or pca-knn")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--patience", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--electrons",
+        type=float,
+        nargs=2,
+        default=[1e4, 1e6],
+        metavar=("LOW", "HIGH"),
+        help="training shot noise: electrons per pattern, log-uniform (default 1e4 1e6)",
+    )
+    t.add_argument("--no-noise", action="store_true", help="train on noise-free patterns")
+    t.add_argument("--no-augment", action="store_true", help="no symmetry/shift augmentation")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--out", required=True, help="run folder")
+    t.set_defaults(run=_train)
+
+    e = verbs.add_parser("evaluate", help="accuracy of models on a store, per thickness and probe position")
+    e.add_argument("data", help="diffraction store (all its units are evaluated)")
+    e.add_argument("--model", action="append", required=True, help="checkpoint (repeat for several)")
+    e.add_argument(
+        "--electrons",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="electrons per pattern for shot noise (0: noise-free); several give several rows",
+    )
+    e.add_argument("--out", required=True, help="folder for metrics.json")
+    e.set_defaults(run=_evaluate)
+
+    c = verbs.add_parser("classify", help="polarization of every pattern of a 4D-STEM file or .npy")
+    c.add_argument("patterns", help=".npy (N, ky, kx) or (Ny, Nx, ky, kx), or .mib/.dm4/.emd/.h5")
+    c.add_argument("--meta", required=True, help="JSON with energy_kev, convergence_mrad, dp_sampling_mrad")
+    c.add_argument("--model", required=True, help="checkpoint of a 4D classifier")
+    c.add_argument("--out", required=True, help="output folder (polarization.csv, summary.json, map.png)")
+    c.set_defaults(run=_classify)
+
+    m = verbs.add_parser("map", help="simulate a two-domain scan (wall, point defect), classify and map it")
+    m.add_argument("--model", required=True, help="checkpoint of a 4D classifier")
+    m.add_argument("--cells", type=int, nargs=2, default=[12, 4], metavar=("NX", "NY"))
+    m.add_argument("--angles", type=int, nargs=2, default=[0, 180], metavar=("A", "B"))
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True)
+    m.set_defaults(run=_map)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from stemsight.datasets.diffraction_config import load_diffraction_config
+    from stemsight.datasets.diffraction_store import build_diffraction_store
+
+    config = load_diffraction_config(args.config)
+    changes = {
+        k: v
+        for k, v in (
+            ("thicknesses_a", args.thicknesses_a),
+            ("specimens_per_class", args.specimens),
+            ("seed", args.seed),
+        )
+        if v is not None
+    }
+    config = config.replace(**changes) if changes else config
+    built = build_diffraction_store(
+        config, args.out, workers=args.workers, scheduler=args.scheduler, resume=args.resume
+    )
+    print(
+        f"wrote {built.path}  ({built.units_total} specimens, {built.units_run} simulated now, "
+        f"{built.seconds:.0f} s)"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from stemsight.training.diffraction_train import DiffractionTrainConfig, train_diffraction
+
+    config = DiffractionTrainConfig(
+        data=args.data,
+        model=args.model,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        augment=not args.no_augment,
+        electrons=None if args.no_noise else tuple(args.electrons),
+        threads=args.threads,
+    )
+    best = train_diffraction(config, resume=args.resume)
+    print(f"wrote {best}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from stemsight.core.io import atomic_dir
+    from stemsight.datasets.diffraction_store import load_patterns
+    from stemsight.training.checkpoint import load_checkpoint
+    from stemsight.training.diffraction_train import evaluate_diffraction
+
+    patterns = load_patterns(args.data)
+    results = {}
+    for path in args.model:
+        ckpt = load_checkpoint(path)
+        name = f"{ckpt.meta['model_name']}:{Path(path).parent.name}"
+        results[name] = {
+            f"{e:g}": evaluate_diffraction(ckpt.model, patterns, electrons=e or None) for e in args.electrons
+        }
+    with atomic_dir(args.out) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps({"data": args.data, "models": results}, indent=2) + "\n")
+    for name, rows in results.items():
+        for electrons, m in rows.items():
+            by_t = ", ".join(f"{t} Å {a:.3f}" for t, a in m["by_thickness"].items())
+            print(f"{name}  electrons {electrons}: accuracy {m['accuracy']:.4f} ({by_t})")
+    return 0
+
+
+def _read_meta(path: str) -> dict:
+    from stemsight.core.io import read_json
+
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise InputError(
+            f"{path}: expected a JSON object with energy_kev, convergence_mrad, dp_sampling_mrad"
+        )
+    missing = [k for k in ("energy_kev", "convergence_mrad", "dp_sampling_mrad") if k not in meta]
+    if missing:
+        raise InputError(
+            f"{path}: meta lacks {', '.join(missing)} (energy_kev, convergence_mrad and "
+            "dp_sampling_mrad in mrad per detector pixel are required)"
+        )
+    return meta
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from stemsight.analysis.polarization import classify_patterns
+    from stemsight.core.diffraction_files import read_patterns
+    from stemsight.report.polarization import write_polarization_outputs
+    from stemsight.training.checkpoint import load_checkpoint
+
+    meta = _read_meta(args.meta)
+    data = read_patterns(args.patterns)
+    checkpoint = load_checkpoint(args.model)
+    result = classify_patterns(
+        data.patterns,
+        energy_kev=_number(meta, "energy_kev"),
+        convergence_mrad=_number(meta, "convergence_mrad"),
+        dp_sampling_mrad=_number(meta, "dp_sampling_mrad"),
+        checkpoint=checkpoint,
+    )
+    out = write_polarization_outputs(result, args.out, source=str(args.patterns))
+    note = f"; out of distribution: {result.out_of_distribution}" if result.out_of_distribution else ""
+    print(
+        f"wrote {out}  ({len(result.probabilities)} patterns, mean confidence "
+        f"{result.confidence.mean():.3f}{note})"
+    )
+    return 0
+
+
+def _number(meta: dict, key: str) -> float:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"meta: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _map(args: argparse.Namespace) -> int:
+    from stemsight.analysis.domain_scan import simulate_and_map
+
+    report = simulate_and_map(
+        args.model, cells=tuple(args.cells), angles_deg=tuple(args.angles), seed=args.seed, out=args.out
+    )
+    print(report)
+    return 0

@@ -1,0 +1,275 @@
+"""Train the 4D-STEM polarization classifiers on a diffraction store (CPU or GPU, one process).
+
+Torch models (`resnet`, `vgg`, `cnn`, `prototype`) train by AdamW with a cosine schedule on the store's
+training specimens, with the square's symmetries (labels mapped), small centre shifts, an intensity scale
+and shot noise at a log-uniform number of electrons per pattern; the validation specimens (noise-free
+and at ``eval_electrons``) pick the best epoch and stop early. `pca-knn` is fitted once. Patterns whose
+direction score (`diffraction_filter`) falls below the ``filter_quantile`` of the training patterns' scores
+are set aside in training, and the threshold is recorded so that classification can flag such patterns.
+
+A run folder holds `train_config.yaml`, `history.jsonl`, `last.*` (resume point) and `best.*`. The
+checkpoint JSON carries ``diffraction``: the grid, energy, convergence, class angles and the filter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stemsight.core.errors import InputError
+from stemsight.core.io import atomic_write_bytes
+from stemsight.datasets.diffraction_grid import model_input
+from stemsight.datasets.diffraction_store import PatternSet, load_patterns, open_diffraction_store
+from stemsight.training.checkpoint import save_checkpoint
+
+DIFFRACTION_SCHEMA = "stemsight.diffraction.v1"
+
+
+@dataclass(frozen=True)
+class DiffractionTrainConfig:
+    """Settings of a 4D training run (saved resolved in the run folder). electrons: (low, high) electrons
+    per pattern for training shot noise (log-uniform; None: noise-free)."""
+
+    data: str
+    model: str
+    out: str
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    seed: int = 0
+    augment: bool = True
+    electrons: tuple[float, float] | None = (1e4, 1e6)
+    eval_electrons: float = 1e5
+    filter_quantile: float = 0.02
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not 0 <= self.filter_quantile < 0.5:
+            raise InputError(
+                f"filter_quantile: expected a fraction in [0, 0.5), got {self.filter_quantile!r}"
+            )
+        if self.electrons is not None and not 0 < self.electrons[0] <= self.electrons[1]:
+            raise InputError(f"electrons: expected 0 < low <= high, got {self.electrons!r}")
+
+
+def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train ``config.model`` on ``config.data``; returns the best checkpoint's JSON path."""
+    from stemsight.models import create_model
+    from stemsight.training.diffraction_filter import direction_score, quantile_threshold
+    from stemsight.training.loop import _bar, _cosine, _optimizer_tensors, _restore, _RunState
+
+    out = Path(config.out)
+    if (out / "last.json").exists() and not resume:
+        raise InputError(f"{out}: holds a training run (add --resume to continue it, or a new --out)")
+    torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
+    train_set = load_patterns(config.data, split="train")
+    val_set = load_patterns(config.data, split="validation")
+    scores = direction_score(train_set.patterns)
+    threshold = quantile_threshold(scores, config.filter_quantile) if config.filter_quantile else 0.0
+    keep = scores >= threshold
+    x_train = torch.from_numpy(train_set.patterns[keep])
+    y_train = torch.from_numpy(train_set.label[keep])
+    meta = _meta(config, threshold)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {**dataclasses.asdict(config), "data_digest": meta["data_digest"], "filter_threshold": threshold}
+    atomic_write_bytes(out / "train_config.yaml", _yaml(data))
+    torch.manual_seed(config.seed)
+    try:
+        model = create_model(config.model, **config.model_overrides)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"--model: {exc}") from None
+    if not isinstance(model, torch.nn.Module):  # PCA + kNN: fitted once, on noise-free patterns
+        model.fit(model_input(train_set.patterns[keep]), train_set.label[keep])
+        accuracy = float((predict_proba(model, val_set.patterns).argmax(1) == val_set.label).mean())
+        record = {"epoch": 0, "val_accuracy": accuracy, "patterns": int(keep.sum())}
+        save_checkpoint(out / "last", model, **meta, training=record)
+        return save_checkpoint(out / "best", model, **meta, training=record)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = (
+        _restore(out / "last", model, optimizer, config)
+        if resume and (out / "last.json").exists()
+        else _RunState()
+    )
+    steps = max(1, len(x_train) // config.batch_size)
+    schedule = _cosine(optimizer, config.epochs * steps, start=state.step)
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(state.epoch):  # the same augmentation stream as an uninterrupted run
+        generator.manual_seed(generator.initial_seed() + 1)
+    while state.epoch < config.epochs and state.stale < config.patience:
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        bar = _bar(steps, f"epoch {state.epoch}", enabled=progress)
+        for b in range(steps):
+            rows = order[b * config.batch_size : (b + 1) * config.batch_size]
+            x, y = _augment(x_train[rows], y_train[rows], config, generator)
+            loss = F.cross_entropy(model(patterns=x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach())
+            bar.update(1)
+        bar.close()
+        if hasattr(model, "set_prototypes_from_means"):
+            model.set_prototypes_from_means(torch.from_numpy(model_input(train_set.patterns[keep])), y_train)
+        model.eval()
+        probabilities = predict_proba(model, _noisy(val_set.patterns, config.eval_electrons, config.seed))
+        val_loss = float(
+            -np.log(np.clip(probabilities[np.arange(len(val_set.label)), val_set.label], 1e-12, None)).mean()
+        )
+        val_accuracy = float((probabilities.argmax(1) == val_set.label).mean())
+        improved = val_loss < state.best_loss
+        state.best_loss, state.best_epoch, state.stale = (
+            (val_loss, state.epoch, 0) if improved else (state.best_loss, state.best_epoch, state.stale + 1)
+        )
+        record = {
+            "epoch": state.epoch,
+            "train_loss": total / steps,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "seconds": time.perf_counter() - t0,
+            "patterns_per_s": steps * config.batch_size / (time.perf_counter() - t0),
+        }
+        state.epoch += 1
+        state.step += steps
+        state.history.append(record)
+        generator.manual_seed(generator.initial_seed() + 1)
+        if improved:
+            save_checkpoint(out / "best", model, **meta, training=record)
+        tensors, groups = _optimizer_tensors(optimizer)
+        save_checkpoint(
+            out / "last",
+            model,
+            **meta,
+            extra_tensors=tensors,
+            training={
+                "epoch": state.epoch,
+                "step": state.step,
+                "best_loss": state.best_loss,
+                "best_epoch": state.best_epoch,
+                "stale": state.stale,
+                "history": state.history,
+                "optimizer": {"name": "AdamW", "param_groups": groups},
+            },
+        )
+        with open(out / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if progress:
+            print(
+                f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val loss {val_loss:.4f}, "
+                f"val accuracy {val_accuracy:.4f}{' (best)' if improved else ''}",
+                flush=True,
+            )
+    return out / "best.json"
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor, config: DiffractionTrainConfig, generator) -> tuple:
+    """Raw patterns (B, G, G) → augmented model inputs (B, 1, G, G) and mapped labels."""
+    from stemsight.training.diffraction_augment import augment_batch, renoise_poisson
+
+    x = x[:, None].clone()
+    if config.augment:
+        x, y = augment_batch(x, y, generator, max_shift_px=1, scale_range=(1.0, 1.0))
+    if config.electrons is not None:
+        low, high = (math.log(v) for v in config.electrons)
+        counts = math.exp(low + (high - low) * float(torch.rand((), generator=generator)))
+        x = renoise_poisson(x.clamp_min(0), counts, generator)
+    return torch.from_numpy(model_input(x[:, 0].numpy())), y
+
+
+def _noisy(patterns: np.ndarray, electrons: float | None, seed: int) -> np.ndarray:
+    """Patterns with Poisson noise at ``electrons`` per pattern (same seed, same noise); None: unchanged."""
+    if electrons is None:
+        return patterns
+    rng = np.random.default_rng(seed)
+    total = patterns.sum(axis=(1, 2), keepdims=True)
+    scale = electrons / np.where(total > 0, total, 1.0)
+    return (rng.poisson(patterns * scale) / scale).astype(np.float32)
+
+
+@torch.no_grad()
+def predict_proba(model, patterns: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (N, n_classes) of patterns (N, G, G) on the model grid (raw intensities)."""
+    x = model_input(patterns)
+    if not isinstance(model, torch.nn.Module):
+        return np.asarray(model.predict_proba(x), dtype=np.float64)
+    model.eval()
+    out = [
+        torch.softmax(model(patterns=torch.from_numpy(x[i : i + batch_size])).double(), 1).numpy()
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def _meta(config: DiffractionTrainConfig, threshold: float) -> dict[str, Any]:
+    root = open_diffraction_store(config.data)
+    attrs = root.attrs
+    done = int(np.asarray(root["done"][:]).sum())
+    stored = attrs["config"]
+    return {
+        "labels": [str(a) for a in attrs["class_angles_deg"]],
+        "context_schema": DIFFRACTION_SCHEMA,
+        "context_features": [],
+        "data_digest": f"{attrs['config_digest']}:{done}",
+        "extra_meta": {
+            "diffraction": {
+                "grid": dict(attrs["grid"]),
+                "energy_kev": stored["energy_kev"],
+                "convergence_mrad": stored["convergence_mrad"],
+                "thicknesses_a": list(attrs["thicknesses_a"]),
+                "class_angles_deg": list(attrs["class_angles_deg"]),
+                "filter_threshold": threshold,
+                "input": "sqrt(pattern / mean(pattern))",
+            }
+        },
+    }
+
+
+def _yaml(data: dict[str, Any]) -> bytes:
+    import yaml
+
+    return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False).encode()
+
+
+def evaluate_diffraction(
+    model, patterns: PatternSet, *, electrons: float | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Accuracy overall, per thickness and per probe position of ``patterns`` (optionally with shot noise
+    at ``electrons`` per pattern), plus the confusion matrix."""
+    probabilities = predict_proba(model, _noisy(patterns.patterns, electrons, seed))
+    pred = probabilities.argmax(1)
+    correct = pred == patterns.label
+    n = probabilities.shape[1]
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (patterns.label, pred), 1)
+    entropy = -(probabilities * np.log(np.clip(probabilities, 1e-12, None))).sum(1)
+    return {
+        "n_patterns": len(pred),
+        "accuracy": float(correct.mean()),
+        "mean_entropy": float(entropy.mean()),
+        "by_thickness": {
+            f"{t:g}": float(correct[patterns.thickness_a == t].mean())
+            for t in np.unique(patterns.thickness_a)
+        },
+        "by_position": [float(correct[patterns.position == p].mean()) for p in np.unique(patterns.position)],
+        "confusion": confusion.tolist(),
+    }
