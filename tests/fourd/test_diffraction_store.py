@@ -145,6 +145,7 @@ def test_train_evaluate_and_classify_through_the_cli(store, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["direct_beam_px"] == pytest.approx([32, 28], abs=0.5)
     capsys.readouterr()
+    model, bad = str(tmp_path / "pca-knn" / "best.json"), str(tmp_path / "bad")
     meta.write_text(json.dumps({"energy_kev": 200, "convergence_mrad": 20}))
     assert (
         main(
@@ -163,3 +164,34 @@ def test_train_evaluate_and_classify_through_the_cli(store, tmp_path, capsys):
         == 2
     )
     assert "dp_sampling_mrad" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    # a detector too coarse for the probe, and patterns of the wrong rank
+    meta.write_text(json.dumps({"energy_kev": 200, "convergence_mrad": 20, "dp_sampling_mrad": 8.0}))
+    np.save(tmp_path / "rank5.npy", np.ones((1, 2, 2, 40, 40), dtype=np.float32))
+    for data, message in ((tmp_path / "scan.npy", "too coarse"), (tmp_path / "rank5.npy", "expected")):
+        args = ["fourd", "classify", str(data), "--meta", str(meta), "--model", model, "--out", bad]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_training_resumed_after_a_stop_gives_the_same_weights(store, tmp_path):
+    import torch
+
+    from stemsight.training.checkpoint import load_checkpoint
+    from stemsight.training.diffraction_train import DiffractionTrainConfig, train_diffraction
+
+    def config(out, epochs):
+        return DiffractionTrainConfig(
+            data=str(store), model="cnn", out=str(out), epochs=epochs, batch_size=8, threads=1
+        )
+
+    train_diffraction(config(tmp_path / "whole", 3), progress=False)
+    # stop after one epoch (as a kill would), then resume to three
+    first = config(tmp_path / "split", 1)
+    train_diffraction(first, progress=False)
+    with pytest.raises(InputError, match="--resume"):
+        train_diffraction(first, progress=False)
+    train_diffraction(config(tmp_path / "split", 3), resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "whole" / "last.json").model.state_dict()
+    b = load_checkpoint(tmp_path / "split" / "last.json").model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -161,3 +161,32 @@ def test_fourier_evaluate_known_answer():
     x_a, y_a = np.array([0.1, 2.2, 7.9, -1.3]), np.array([0.05, 1.7, 4.4])
     expected = f(y_a[:, None], x_a[None, :])
     np.testing.assert_allclose(fourier_evaluate(f(yy, xx), (ly, lx), x_a, y_a), expected, atol=1e-12)
+
+
+def test_plane_slices_make_the_image_independent_of_where_the_layer_sits():
+    # Uniform 0.5 Å slices move atoms to slice boundaries: the two S of a column scatter coherently to high
+    # angles and their relative phase depends on their depth, so S2/Mo moved by up to 13 % with the layer's
+    # position in the cell. One slice per atomic plane is exact for the projected potentials.
+    from stemsight.physics.abtem_backend import plane_slices
+    from stemsight.physics.validation import _thin_cell
+    from stemsight.structures import lattice_constant_a, mx2_monolayer
+
+    a = lattice_constant_a("MoS2")
+    spec = mx2_monolayer("MoS2", size_a=(a * 0.999, a * np.sqrt(3) * 0.999))
+    metal = spec.sites.sublattice == "M"
+    sites = [
+        (spec.sites.x_a[metal][0], spec.sites.y_a[metal][0]),
+        (spec.sites.x_a[~metal][0], spec.sites.y_a[~metal][0]),
+    ]
+
+    def s2_over_mo(atoms, **kw) -> float:
+        ctx = _context(pixel_size_a=0.1)
+        mo, s2 = (abtem_adf_image(atoms, ctx, x_a=[x], y_a=[y], **kw)[0, 0] for x, y in sites)
+        return s2 / mo
+
+    tall, thin = spec.atoms, _thin_cell(spec.atoms)
+    assert len(plane_slices(tall)) == 4  # vacuum, then S, Mo, S planes
+    assert s2_over_mo(tall) == pytest.approx(s2_over_mo(thin), rel=2e-3)
+    fine = s2_over_mo(thin, slice_thickness_a=0.05)
+    assert s2_over_mo(tall) == pytest.approx(fine, rel=0.02)
+    assert abs(s2_over_mo(tall, slice_thickness_a=0.5) / s2_over_mo(thin, slice_thickness_a=0.5) - 1) > 0.05

@@ -29,9 +29,9 @@ def simulate_and_map(
     from stemsight.physics.cbed import cbed_patterns
     from stemsight.report.polarization import write_polarization_outputs
     from stemsight.structures.perovskite import IRREGULAR, knn_scan_specimen
-    from stemsight.training.checkpoint import load_checkpoint
+    from stemsight.training.diffraction_train import load_diffraction_model
 
-    checkpoint = load_checkpoint(model)
+    checkpoint = load_diffraction_model(model)
     info = checkpoint.meta["diffraction"]
     thickness = float(info["thicknesses_a"][0])
     a = 3.95

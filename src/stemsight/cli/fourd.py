@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from stemsight.core.errors import InputError
 
@@ -26,6 +25,7 @@ def add_parser(sub) -> None:
         "--thicknesses-a", type=float, nargs="+", default=None, help="override the exit thicknesses"
     )
     s.add_argument("--specimens", type=int, default=None, help="override specimens per class")
+    s.add_argument("--tilt-mrad", type=float, default=None, help="override the largest specimen tilt (mrad)")
     s.add_argument("--seed", type=int, default=None, help="override the master seed (e.g. for a test store)")
     s.add_argument("--workers", type=int, default=2, help="Dask worker processes (0: in this process)")
     s.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
@@ -36,6 +36,13 @@ def add_parser(sub) -> None:
     t = verbs.add_parser("train", help="train one classifier on a diffraction store")
     t.add_argument("--data", required=True, help="diffraction store")
     t.add_argument("--model", required=True, help="resnet, vgg, cnn, prototype or pca-knn")
+    t.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model argument (JSON value), e.g. width=16; repeat for several",
+    )
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
@@ -58,7 +65,7 @@ def add_parser(sub) -> None:
 
     e = verbs.add_parser("evaluate", help="accuracy of models on a store, per thickness and probe position")
     e.add_argument("data", help="diffraction store (all its units are evaluated)")
-    e.add_argument("--model", action="append", required=True, help="checkpoint (repeat for several)")
+    e.add_argument("--model", action="append", required=True, help="checkpoint or run (repeat for several)")
     e.add_argument(
         "--electrons",
         type=float,
@@ -72,12 +79,12 @@ def add_parser(sub) -> None:
     c = verbs.add_parser("classify", help="polarization of every pattern of a 4D-STEM file or .npy")
     c.add_argument("patterns", help=".npy (N, ky, kx) or (Ny, Nx, ky, kx), or .mib/.dm4/.emd/.h5")
     c.add_argument("--meta", required=True, help="JSON with energy_kev, convergence_mrad, dp_sampling_mrad")
-    c.add_argument("--model", required=True, help="checkpoint of a 4D classifier")
+    c.add_argument("--model", default="default", help="4D checkpoint or run (default: shipped)")
     c.add_argument("--out", required=True, help="output folder (polarization.csv, summary.json, map.png)")
     c.set_defaults(run=_classify)
 
     m = verbs.add_parser("map", help="simulate a two-domain scan (wall, point defect), classify and map it")
-    m.add_argument("--model", required=True, help="checkpoint of a 4D classifier")
+    m.add_argument("--model", default="default", help="4D checkpoint or run (default: shipped)")
     m.add_argument("--cells", type=int, nargs=2, default=[12, 4], metavar=("NX", "NY"))
     m.add_argument("--angles", type=int, nargs=2, default=[0, 180], metavar=("A", "B"))
     m.add_argument("--seed", type=int, default=0)
@@ -96,9 +103,12 @@ def _simulate(args: argparse.Namespace) -> int:
             ("thicknesses_a", args.thicknesses_a),
             ("specimens_per_class", args.specimens),
             ("seed", args.seed),
+            ("tilt_mrad", args.tilt_mrad),
         )
         if v is not None
     }
+    if args.specimens is not None:  # an evaluation store may be small: keep one training specimen
+        changes["validation_specimens"] = max(0, min(config.validation_specimens, args.specimens - 1))
     config = config.replace(**changes) if changes else config
     built = build_diffraction_store(
         config, args.out, workers=args.workers, scheduler=args.scheduler, resume=args.resume
@@ -114,6 +124,7 @@ def _train(args: argparse.Namespace) -> int:
     from stemsight.training.diffraction_train import DiffractionTrainConfig, train_diffraction
 
     config = DiffractionTrainConfig(
+        model_overrides=_model_args(args.model_arg),
         data=args.data,
         model=args.model,
         out=args.out,
@@ -131,17 +142,29 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_args(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--model-arg: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from stemsight.core.io import atomic_dir
     from stemsight.datasets.diffraction_store import load_patterns
-    from stemsight.training.checkpoint import load_checkpoint
-    from stemsight.training.diffraction_train import evaluate_diffraction
+    from stemsight.training.diffraction_train import evaluate_diffraction, load_diffraction_model
 
     patterns = load_patterns(args.data)
     results = {}
     for path in args.model:
-        ckpt = load_checkpoint(path)
-        name = f"{ckpt.meta['model_name']}:{Path(path).parent.name}"
+        ckpt = load_diffraction_model(path)
+        name = f"{ckpt.meta['model_name']}:{ckpt.path.parent.name}"
         results[name] = {
             f"{e:g}": evaluate_diffraction(ckpt.model, patterns, electrons=e or None) for e in args.electrons
         }
@@ -175,11 +198,11 @@ def _classify(args: argparse.Namespace) -> int:
     from stemsight.analysis.polarization import classify_patterns
     from stemsight.core.diffraction_files import read_patterns
     from stemsight.report.polarization import write_polarization_outputs
-    from stemsight.training.checkpoint import load_checkpoint
+    from stemsight.training.diffraction_train import load_diffraction_model
 
     meta = _read_meta(args.meta)
     data = read_patterns(args.patterns)
-    checkpoint = load_checkpoint(args.model)
+    checkpoint = load_diffraction_model(args.model)
     result = classify_patterns(
         data.patterns,
         energy_kev=_number(meta, "energy_kev"),

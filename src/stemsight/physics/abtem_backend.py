@@ -103,7 +103,7 @@ def abtem_adf_image(
     frozen_phonons: int = 0,
     sigmas_a: float | Mapping[str, float] | None = None,
     seed: int = 0,
-    slice_thickness_a: float = 0.5,
+    slice_thickness_a: float | None = None,
     sampling_a: float | None = None,
     residual_defocus_a: float = 0.0,
     focus_on_layer: bool = True,
@@ -130,8 +130,14 @@ def abtem_adf_image(
         Per-axis rms displacement(s) in Å; default `stemsight.physics.thermal.rms_displacement_a`.
     seed : int
         Seed of the frozen-phonon displacements (same seed → identical image).
-    slice_thickness_a : float
-        Multislice slice thickness in Å.
+    slice_thickness_a : float, optional
+        Uniform multislice slices of this thickness (Å). None (default): one slice per atomic plane,
+        each starting just above its plane (`plane_slices`), so every plane's projected potential acts at
+        its own depth and the propagation between planes is exact. Uniform slices move atoms to slice
+        boundaries: for MoS2 at 60 kV (80–200 mrad, static) the S2/Mo peak ratio is 0.363–0.416 with
+        0.5 Å slices depending on where the layer sits in the cell, 0.397 at 0.1 Å, 0.393 at 0.05 Å and
+        0.390 with plane slices (the two S of a column scatter coherently to high angles, and their
+        relative phase depends on their depth).
     sampling_a : float, optional
         Real-space sampling of the potential/wave in Å; default: ``CONVERGED_SAMPLING_A`` (0.025 Å), or
         finer where the antialiased band must transmit a larger outer angle (``auto_sampling_a``).
@@ -160,7 +166,9 @@ def abtem_adf_image(
     if isinstance(frozen_phonons, bool) or int(frozen_phonons) != frozen_phonons or frozen_phonons < 0:
         raise ValueError(f"frozen_phonons: expected a non-negative integer, got {frozen_phonons!r}")
     frozen_phonons = int(frozen_phonons)
-    if not slice_thickness_a > 0:
+    if slice_thickness_a is None:
+        slice_thickness_a = plane_slices(atoms)
+    elif not slice_thickness_a > 0:
         raise ValueError(f"slice_thickness_a: must be positive, got {slice_thickness_a}")
     x0, dx, nx = _axis("x_a", x_a)
     y0, dy, ny = _axis("y_a", y_a)
@@ -248,6 +256,23 @@ def abtem_adf_image(
     if context.source_size_a > 0:
         image = _source_blur(image, context.source_size_a, (dy, dx), (ny * dy, nx * dx), (ly, lx))
     return image
+
+
+PLANE_GAP_A = 0.5  # atoms closer than this in z form one plane
+_PLANE_LEAD_A = 0.02  # a plane's slice starts this far above it, so that the plane is inside its slice
+
+
+def plane_slices(atoms) -> list[float]:
+    """Slice thicknesses (Å) of one slice per atomic plane: the first slice is the vacuum above the top
+    plane, then each slice starts ``_PLANE_LEAD_A`` above its plane and ends where the next one starts (the
+    last at the cell's exit face). Planes: atoms sorted by z, split at gaps over ``PLANE_GAP_A``."""
+    _, _, lz = _orthogonal_cell(atoms)
+    z = np.sort(np.asarray(atoms.positions)[:, 2])
+    if z.size == 0:
+        return [lz]
+    starts = np.concatenate([[z[0]], z[1:][np.diff(z) > PLANE_GAP_A]]) - _PLANE_LEAD_A
+    edges = np.concatenate([[0.0], np.clip(starts, 0.0, lz), [lz]])
+    return [float(t) for t in np.diff(edges) if t > 0]
 
 
 def nyquist_scan_gpts(cell_xy_a: tuple[float, float], energy_kev: float, convergence_mrad: float

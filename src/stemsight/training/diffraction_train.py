@@ -95,10 +95,12 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
         model = create_model(config.model, **config.model_overrides)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"--model: {exc}") from None
-    if not isinstance(model, torch.nn.Module):  # PCA + kNN: fitted once, on noise-free patterns
-        model.fit(model_input(train_set.patterns[keep]), train_set.label[keep])
-        accuracy = float((predict_proba(model, val_set.patterns).argmax(1) == val_set.label).mean())
-        record = {"epoch": 0, "val_accuracy": accuracy, "patterns": int(keep.sum())}
+    if not isinstance(model, torch.nn.Module):  # PCA + kNN: fitted once, on the 8 symmetric images
+        x, y = symmetric_copies(train_set.patterns[keep], train_set.label[keep])
+        model.fit(model_input(x), y)
+        val_patterns = _noisy(val_set.patterns, config.eval_electrons, config.seed)
+        accuracy = float((predict_proba(model, val_patterns).argmax(1) == val_set.label).mean())
+        record = {"epoch": 0, "val_accuracy": accuracy, "patterns": len(y)}
         save_checkpoint(out / "last", model, **meta, training=record)
         return save_checkpoint(out / "best", model, **meta, training=record)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -129,8 +131,6 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
             total += float(loss.detach())
             bar.update(1)
         bar.close()
-        if hasattr(model, "set_prototypes_from_means"):
-            model.set_prototypes_from_means(torch.from_numpy(model_input(train_set.patterns[keep])), y_train)
         model.eval()
         probabilities = predict_proba(model, _noisy(val_set.patterns, config.eval_electrons, config.seed))
         val_loss = float(
@@ -180,6 +180,39 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
                 flush=True,
             )
     return out / "best.json"
+
+
+def symmetric_copies(patterns: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pattern (N, G, G) under the 8 symmetries of the square with its label mapped: (8N, G, G)."""
+    from stemsight.training.diffraction_augment import symmetry_ops
+
+    ops = symmetry_ops()
+    x = np.concatenate([op.apply(patterns) for op in ops])
+    y = np.concatenate([np.asarray(op.map_class(labels)) for op in ops])
+    return x, y.astype(np.int64)
+
+
+DEFAULT_DIFFRACTION_WEIGHTS = "fourd-cnn"
+"""The shipped 4D classifier, in the package's weights folder (see README: recipe and numbers)."""
+
+
+def load_diffraction_model(model: str = "default"):
+    """A 4D checkpoint: 'default' (the shipped one), a run folder (its best checkpoint) or a checkpoint
+    path; InputError when it is missing or not a 4D polarization model."""
+    from stemsight.training.checkpoint import load_checkpoint
+    from stemsight.training.evaluate import default_weights_dir
+
+    if model == "default":
+        path = default_weights_dir() / f"{DEFAULT_DIFFRACTION_WEIGHTS}.json"
+        if not path.exists():
+            raise InputError("--model default: no default 4D weights are installed with this package")
+    else:
+        path = Path(model)
+        path = path / "best.json" if path.is_dir() else path
+    checkpoint = load_checkpoint(path)
+    if checkpoint.meta.get("context_schema") != DIFFRACTION_SCHEMA:
+        raise InputError(f"{path}: not a 4D-STEM polarization model")
+    return checkpoint
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, config: DiffractionTrainConfig, generator) -> tuple:
