@@ -20,40 +20,49 @@ def simulate_and_map(
     cells: tuple[int, int] = (12, 4),
     angles_deg: tuple[int, int] = (0, 180),
     seed: int = 0,
+    thickness_a: float = 200.0,
+    sampling_a: float | None = None,
     out: str | Path,
 ) -> str:
     """Simulate, classify, write polarization.csv/summary.json/map.png plus truth.json into ``out``;
     returns a one-paragraph report."""
     from stemsight.analysis.polarization import classify_patterns, irregularity_map
     from stemsight.core.io import atomic_write_bytes
+    from stemsight.physics.abtem_backend import abtem_wavelength_a
     from stemsight.physics.cbed import cbed_patterns
     from stemsight.report.polarization import write_polarization_outputs
-    from stemsight.structures.perovskite import IRREGULAR, knn_scan_specimen
+    from stemsight.structures.perovskite import IRREGULAR, KNN_A_A, knn_scan_specimen
     from stemsight.training.diffraction_train import load_diffraction_model
 
     checkpoint = load_diffraction_model(model)
     info = checkpoint.meta["diffraction"]
-    thickness = float(info["thicknesses_a"][0])
-    a = 3.95
-    nz = int(np.ceil(thickness / a - 1e-9))
+    thickness = float(thickness_a)
+    nz = int(np.ceil(thickness / KNN_A_A - 1e-9))
     specimen = knn_scan_specimen((cells[0], cells[1], nz), angles_deg=angles_deg, rng=seed)
     ny, nx = specimen.truth.shape
     corners = specimen.cell_centres_a() - 0.25 * specimen.a_a  # (ny, nx, 2): a quarter cell off the corner
     grid = info["grid"]
+    # square detector pixels, as a camera has: the cell's reciprocal spacing λ/L differs along x and y
+    wavelength_mrad_a = abtem_wavelength_a(info["energy_kev"]) * 1e3
+    pixel = max(
+        grid["sampling_mrad"], *(wavelength_mrad_a / length for length in specimen.atoms.cell.lengths()[:2])
+    )
     sim = cbed_patterns(
         specimen.atoms,
         positions_a=corners.reshape(-1, 2),
         energy_kev=info["energy_kev"],
         convergence_mrad=info["convergence_mrad"],
         thicknesses_a=[thickness],
-        max_angle_mrad=grid["gpts"] // 2 * grid["sampling_mrad"] + 4,
+        max_angle_mrad=grid["gpts"] // 2 * grid["sampling_mrad"] + 2 * pixel,
+        detector_pixel_mrad=pixel,
+        sampling_a=sampling_a,
     )
     patterns = np.asarray(sim.array[0]).reshape(ny, nx, *sim.array.shape[-2:])
     result = classify_patterns(
         patterns,
         energy_kev=info["energy_kev"],
         convergence_mrad=info["convergence_mrad"],
-        dp_sampling_mrad=float(sim.sampling_mrad[1]),
+        dp_sampling_mrad=pixel,
         checkpoint=checkpoint,
     )
     angle = result.angle_deg.reshape(ny, nx)

@@ -88,6 +88,10 @@ def add_parser(sub) -> None:
     m.add_argument("--cells", type=int, nargs=2, default=[12, 4], metavar=("NX", "NY"))
     m.add_argument("--angles", type=int, nargs=2, default=[0, 180], metavar=("A", "B"))
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--thickness-a", type=float, default=200.0, help="specimen thickness (Å, default 200)")
+    m.add_argument(
+        "--sampling-a", type=float, default=None, help="abTEM potential sampling (Å; default 0.025)"
+    )
     m.add_argument("--out", required=True)
     m.set_defaults(run=_map)
 
@@ -230,7 +234,13 @@ def _map(args: argparse.Namespace) -> int:
     from stemsight.analysis.domain_scan import simulate_and_map
 
     report = simulate_and_map(
-        args.model, cells=tuple(args.cells), angles_deg=tuple(args.angles), seed=args.seed, out=args.out
+        args.model,
+        cells=tuple(args.cells),
+        angles_deg=tuple(args.angles),
+        seed=args.seed,
+        thickness_a=args.thickness_a,
+        sampling_a=args.sampling_a,
+        out=args.out,
     )
     print(report)
     return 0
