@@ -63,19 +63,19 @@ def main() -> None:
         positions[ckpt.meta["model_name"]] = by_pos.tolist()
         history = Path(run) / "history.jsonl"
         train_s = (
-            sum(json.loads(line)["seconds"] for line in history.read_text().splitlines())
+            f"{sum(json.loads(line)['seconds'] for line in history.read_text().splitlines()):.0f}"
             if history.exists()
-            else float("nan")
+            else "—"
         )
         start = time.perf_counter()
         predict_proba(model, thick.patterns)
         rate = len(thick.label) / (time.perf_counter() - start)
-        n_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 0
+        n_params = f"{sum(p.numel() for p in model.parameters()):,}" if hasattr(model, "parameters") else "—"
         per = ", ".join(f"{t} Å {a:.3f}" for t, a in per_t.items())
         print(
-            f"| {ckpt.meta['model_name']} | {n_params:,} | {clean['accuracy']:.4f} | "
+            f"| {ckpt.meta['model_name']} | {n_params} | {clean['accuracy']:.4f} | "
             f"{noisy['accuracy']:.4f} | {mean_unseen:.4f} | {per} | {tilted['accuracy']:.4f} | "
-            f"{by_pos.min():.3f} / {by_pos.max():.3f} | {train_s:.0f} | {rate:,.0f} |"
+            f"{by_pos.min():.3f} / {by_pos.max():.3f} | {train_s} | {rate:,.0f} |"
         )
     print(
         "accuracy per probe position (row-major over the unit-cell grid), training thickness, with dose:"
