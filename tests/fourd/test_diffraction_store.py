@@ -122,54 +122,29 @@ def test_train_evaluate_and_classify_through_the_cli(store, tmp_path, capsys):
     np.save(tmp_path / "scan.npy", scan.reshape(2, 4, 61, 61))
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({"energy_kev": 200, "convergence_mrad": 20, "dp_sampling_mrad": 2.0}))
-    out = tmp_path / "cls"
-    assert (
-        main(
-            [
-                "fourd",
-                "classify",
-                str(tmp_path / "scan.npy"),
-                "--meta",
-                str(meta),
-                "--model",
-                str(tmp_path / "pca-knn" / "best.json"),
-                "--out",
-                str(out),
-            ]
+    model, bad = str(tmp_path / "pca-knn" / "best.json"), str(tmp_path / "bad")
+
+    def classify(data, out) -> int:
+        return main(
+            ["fourd", "classify", str(data), "--meta", str(meta), "--model", model, "--out", str(out)]
         )
-        == 0
-    )
+
+    out = tmp_path / "cls"
+    assert classify(tmp_path / "scan.npy", out) == 0
     lines = (out / "polarization.csv").read_text().splitlines()
     assert lines[0].startswith("i,j,angle_deg,confidence,entropy,informative,p_0,p_45")
     assert len(lines) == 9 and (out / "map.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["direct_beam_px"] == pytest.approx([32, 28], abs=0.5)
     capsys.readouterr()
-    model, bad = str(tmp_path / "pca-knn" / "best.json"), str(tmp_path / "bad")
     meta.write_text(json.dumps({"energy_kev": 200, "convergence_mrad": 20}))
-    assert (
-        main(
-            [
-                "fourd",
-                "classify",
-                str(tmp_path / "scan.npy"),
-                "--meta",
-                str(meta),
-                "--model",
-                str(tmp_path / "pca-knn" / "best.json"),
-                "--out",
-                str(tmp_path / "bad"),
-            ]
-        )
-        == 2
-    )
+    assert classify(tmp_path / "scan.npy", bad) == 2
     assert "dp_sampling_mrad" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     # a detector too coarse for the probe, and patterns of the wrong rank
     meta.write_text(json.dumps({"energy_kev": 200, "convergence_mrad": 20, "dp_sampling_mrad": 8.0}))
     np.save(tmp_path / "rank5.npy", np.ones((1, 2, 2, 40, 40), dtype=np.float32))
     for data, message in ((tmp_path / "scan.npy", "too coarse"), (tmp_path / "rank5.npy", "expected")):
-        args = ["fourd", "classify", str(data), "--meta", str(meta), "--model", model, "--out", bad]
-        assert main(args) == 2
+        assert classify(data, bad) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
 

@@ -25,12 +25,7 @@ SEPARABLE = {"radius_px": (15.5, 16.5), "height": (0.8, 1.0), "noise": 0.01}
 """Synthetic patterns whose classes lie far apart compared with their spread."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fresh(name: str, seed: int = 0, **overrides):

@@ -27,12 +27,7 @@ TRAINED = [name for name in MODELS if isinstance(create_model(name), torch.nn.Mo
 WITH_CONTEXT = [name for name in MODELS if isinstance(create_model(name), SiteClassifier | UNet)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fresh(name: str, seed: int = 0, **overrides):

@@ -25,12 +25,7 @@ SIZE = 64
 OPS = symmetry_ops()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def centre_px(size: int, centre: str = "pixel") -> float:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from stemsight.core.errors import InputError
-from stemsight.datasets.diffraction_grid import GridSpec, check_patterns, to_model_grid
+from stemsight.datasets.diffraction_grid import GridSpec, to_model_grid
 
 ENERGY_TOLERANCE = 0.02  # relative: another beam energy changes every Bragg angle
 CONVERGENCE_TOLERANCE = 0.1
@@ -72,7 +72,7 @@ def classify_patterns(
             raise InputError(f"meta: {name} must be a positive number, got {value!r}")
     grid = GridSpec(**info["grid"])
     on_grid, centre = to_model_grid(
-        check_patterns(arr), convergence_mrad=convergence_mrad, sampling_mrad=dp_sampling_mrad, grid=grid
+        arr, convergence_mrad=convergence_mrad, sampling_mrad=dp_sampling_mrad, grid=grid
     )
     probabilities = predict_proba(checkpoint.model, on_grid)
     informative = direction_score(on_grid) >= float(info.get("filter_threshold", 0.0))

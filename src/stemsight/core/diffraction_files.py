@@ -72,20 +72,12 @@ def read_patterns(path: str | Path) -> DiffractionData:
 
 
 def _check(path: Path, data: np.ndarray) -> np.ndarray:
-    if data.dtype.kind not in "uif":
-        raise InputError(f"{path}: expected numeric patterns, got dtype {data.dtype}")
-    if data.ndim not in (2, 3, 4):
-        raise InputError(
-            f"{path}: expected (ky, kx), (N, ky, kx) or (Ny, Nx, ky, kx) patterns, got shape {data.shape}"
-        )
-    if data.ndim == 2:
-        data = data[None]
-    if min(data.shape[-2:]) < 8 or data.size == 0:
-        raise InputError(f"{path}: patterns of shape {data.shape[-2:]} are too small")
-    data = data.astype(np.float32)
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"{path}: patterns contain NaN or infinite values")
-    return data
+    """float32 patterns of ``data``'s scan shape ((ky, kx) becomes (1, ky, kx)), checked as the models
+    need them (`datasets.diffraction_grid.check_patterns`: rank, size, numbers, finite)."""
+    from stemsight.datasets.diffraction_grid import check_patterns
+
+    checked = check_patterns(data, name=str(path))
+    return checked.reshape(*data.shape[:-2], *checked.shape[1:]) if data.ndim > 2 else checked
 
 
 def _sampling_mrad(axes: list[dict]) -> tuple[float, float] | None:

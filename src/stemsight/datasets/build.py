@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +50,7 @@ def build_dataset(
     `workers`. resume: continue the store at `out` (or start it when it does not exist); without it, an
     existing `out` is an error.
     """
-    out = Path(out)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise InputError(f"--workers: expected an integer >= 0, got {workers!r}")
-    if out.exists() and not resume:
-        raise InputError(f"{out}: exists (add --resume to continue it, or choose a new path)")
+    out = check_build_target(out, workers=workers, resume=resume)
     writer = StoreWriter.resume(out, config) if out.exists() else None
     done = writer.finished_units() if writer else set()
     todo = [u for u in range(config.n_units) if u not in done]
@@ -83,27 +79,45 @@ def build_dataset(
     return BuildSummary(out, config.n_units, len(todo), writer.n_patches, seconds)
 
 
-def _run_on_client(client, config: DatasetConfig, units: list[int]) -> Iterator[dict[str, np.ndarray]]:
-    """Run units in tasks of consecutive images of one case (a worker then reuses the case's probe and
-    column tables), keeping a bounded window of tasks in flight (2 per worker thread)."""
+def check_build_target(out: str | Path, *, workers: int, resume: bool) -> Path:
+    """``out`` as a Path once the worker count is valid and ``out`` may be written (new, or resumed)."""
+    out = Path(out)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise InputError(f"--workers: expected an integer >= 0, got {workers!r}")
+    if out.exists() and not resume:
+        raise InputError(f"{out}: exists (add --resume to continue it, or choose a new path)")
+    return out
+
+
+def submit_windowed(client, function, shared, tasks: Iterator, *, key: Callable[[object], str]) -> Iterator:
+    """``function(shared, task)`` for every task on the Dask ``client``, keeping 2 tasks per worker thread
+    in flight; yields each result as it finishes (``shared`` is broadcast to the workers once)."""
     from distributed import as_completed
 
     n_threads = max(1, sum(client.nthreads().values()))
-    shared = client.scatter(config, broadcast=True)
-    digest = config.digest()[:12]
-    pending = iter(task_batches(config, units, n_threads=n_threads))
+    shared = client.scatter(shared, broadcast=True)
 
-    def submit(batch: list[int]):
-        key = f"stemsight-units-{digest}-{batch[0]}-{batch[-1]}"
-        return client.submit(simulate_units, shared, batch, key=key, pure=False)
+    def submit(task):
+        return client.submit(function, shared, task, key=key(task), pure=False)
 
-    queue = as_completed([submit(b) for b in itertools.islice(pending, 2 * n_threads)])
+    queue = as_completed([submit(task) for task in itertools.islice(tasks, 2 * n_threads)])
     for future in queue:
-        results = future.result()
+        result = future.result()
         future.release()
-        nxt = next(pending, None)
+        nxt = next(tasks, None)
         if nxt is not None:
             queue.add(submit(nxt))
+        yield result
+
+
+def _run_on_client(client, config: DatasetConfig, units: list[int]) -> Iterator[dict[str, np.ndarray]]:
+    """Run units in tasks of consecutive images of one case (a worker then reuses the case's probe and
+    column tables), keeping a bounded window of tasks in flight (2 per worker thread)."""
+    n_threads = max(1, sum(client.nthreads().values()))
+    digest = config.digest()[:12]
+    batches = iter(task_batches(config, units, n_threads=n_threads))
+    for results in submit_windowed(client, simulate_units, config, batches,
+                                   key=lambda b: f"stemsight-units-{digest}-{b[0]}-{b[-1]}"):
         yield from results
 
 

@@ -47,7 +47,8 @@ class GridSpec:
 
 def check_patterns(patterns, name: str = "patterns") -> np.ndarray:
     """``patterns`` as float32 (N, ky, kx): (ky, kx), (N, ky, kx) and (Ny, Nx, ky, kx) are accepted and a
-    scan is flattened row by row. Raises InputError for another rank, NaN/inf or negative-free garbage."""
+    scan is flattened row by row. InputError for another rank, a non-numeric dtype, patterns under 8 px or
+    NaN/inf."""
     arr = np.asarray(patterns)
     if arr.dtype.kind not in "uif":
         raise InputError(f"{name}: expected a numeric array, got dtype {arr.dtype}")

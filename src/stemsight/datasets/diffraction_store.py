@@ -30,7 +30,7 @@ import numpy as np
 
 from stemsight import __version__
 from stemsight.core.errors import InputError
-from stemsight.datasets.diffraction_config import CLASS_ANGLES_DEG, DiffractionConfig, config_from_dict
+from stemsight.datasets.diffraction_config import CLASS_ANGLES_DEG, DiffractionConfig
 from stemsight.datasets.diffraction_units import probe_positions_a, simulate_diffraction_unit
 
 STORE_FORMAT = "stemsight.diffraction.v1"
@@ -56,13 +56,9 @@ def build_diffraction_store(
 ) -> DiffractionBuild:
     """Simulate every unit of ``config`` into the store ``out``: on a Dask LocalCluster of ``workers``
     single-threaded processes, on the Dask scheduler at ``scheduler``, or in this process (workers 0)."""
-    from stemsight.datasets.build import _dask_client, _progress_bar
+    from stemsight.datasets.build import _dask_client, _progress_bar, check_build_target, submit_windowed
 
-    out = Path(out)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise InputError(f"--workers: expected an integer >= 0, got {workers!r}")
-    if out.exists() and not resume:
-        raise InputError(f"{out}: exists (add --resume to continue it, or choose a new path)")
+    out = check_build_target(out, workers=workers, resume=resume)
     root = _reopen(out, config) if out.exists() else None
     done = np.asarray(root["done"][:]) if root is not None else np.zeros(config.n_units, dtype=bool)
     todo = [u for u in range(config.n_units) if not done[u]]
@@ -72,7 +68,9 @@ def build_diffraction_store(
     with _dask_client(workers, scheduler) if use_dask else contextlib.nullcontext() as client:
         root = root if root is not None else _create(out, config)
         if use_dask:
-            results = _results(client, config, todo)
+            digest = config.digest()[:12]
+            results = submit_windowed(client, simulate_diffraction_unit, config, iter(todo),
+                                      key=lambda unit: f"stemsight-cbed-{digest}-{unit}")
         else:
             results = (simulate_diffraction_unit(config, u) for u in todo)
         initial = config.n_units - len(todo)
@@ -82,29 +80,6 @@ def build_diffraction_store(
                 _write_unit(root, result)
                 bar.update(1)
     return DiffractionBuild(out, config.n_units, len(todo), time.perf_counter() - start)
-
-
-def _results(client, config: DiffractionConfig, units: list[int]):
-    from distributed import as_completed
-
-    n_threads = max(1, sum(client.nthreads().values()))
-    shared = client.scatter(config, broadcast=True)
-    pending = iter(units)
-    digest = config.digest()[:12]
-
-    def submit(unit: int):
-        return client.submit(
-            simulate_diffraction_unit, shared, unit, key=f"stemsight-cbed-{digest}-{unit}", pure=False
-        )
-
-    queue = as_completed([submit(u) for _, u in zip(range(2 * n_threads), pending, strict=False)])
-    for future in queue:
-        result = future.result()
-        future.release()
-        nxt = next(pending, None)
-        if nxt is not None:
-            queue.add(submit(nxt))
-        yield result
 
 
 def _write_unit(root, result: dict[str, np.ndarray]) -> None:
@@ -174,22 +149,9 @@ def _reopen(path: Path, config: DiffractionConfig):
 
 def open_diffraction_store(path: str | Path, *, mode: str = "r"):
     """Open a diffraction store (zarr Group); InputError when ``path`` is not one."""
-    import zarr
+    from stemsight.datasets.store import open_group
 
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        raise InputError(f"{path}: not a stemsight diffraction store (no zarr.json)")
-    try:
-        root = zarr.open_group(str(path), mode=mode)
-    except Exception as exc:  # zarr raises several types for a damaged store
-        raise InputError(f"{path}: unreadable store ({type(exc).__name__}: {exc})") from None
-    if root.attrs.get("format") != STORE_FORMAT:
-        raise InputError(f"{path}: not a stemsight diffraction store (format {root.attrs.get('format')!r})")
-    return root
-
-
-def store_config(root) -> DiffractionConfig:
-    return config_from_dict(dict(root.attrs["config"]))
+    return open_group(Path(path), mode=mode, store_format=STORE_FORMAT, kind="diffraction store")
 
 
 @dataclass(frozen=True)

@@ -295,16 +295,22 @@ def open_store(path: str | Path):
 
 
 def _open_root(path: Path, *, mode: str):
+    return open_group(path, mode=mode, store_format=STORE_FORMAT, kind="dataset store")
+
+
+def open_group(path: Path, *, mode: str, store_format: str, kind: str):
+    """The zarr group at ``path`` if its ``format`` attribute is ``store_format``; InputError naming the
+    ``kind`` of store otherwise (no zarr.json, unreadable, another format)."""
     import zarr
 
     if not (path / "zarr.json").is_file():
-        raise InputError(f"{path}: not a stemsight dataset store (no zarr.json)")
+        raise InputError(f"{path}: not a stemsight {kind} (no zarr.json)")
     try:
         root = zarr.open_group(str(path), mode=mode)
     except Exception as exc:  # zarr raises several types for a damaged store
         raise InputError(f"{path}: unreadable store ({type(exc).__name__}: {exc})") from None
-    if root.attrs.get("format") != STORE_FORMAT:
-        raise InputError(f"{path}: not a stemsight dataset store (format {root.attrs.get('format')!r})")
+    if root.attrs.get("format") != store_format:
+        raise InputError(f"{path}: not a stemsight {kind} (format {root.attrs.get('format')!r})")
     return root
 
 

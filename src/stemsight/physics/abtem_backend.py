@@ -78,6 +78,24 @@ def default_rms_displacements(symbols: Sequence[str]) -> dict[str, float]:
     return {s: rms_displacement_a(s) for s in sorted(set(symbols))}
 
 
+def thermal_specimen(atoms, *, frozen_phonons: int, sigmas_a: float | Mapping[str, float] | None, seed: int):
+    """``atoms`` itself for a static lattice (``frozen_phonons`` 0), else an ``abtem.FrozenPhonons``
+    ensemble of that many configurations; ``sigmas_a`` (per-axis rms, Å; one value or per element) updates
+    `default_rms_displacements`."""
+    if frozen_phonons <= 0:
+        return atoms
+    import abtem
+
+    symbols = atoms.get_chemical_symbols()
+    if sigmas_a is None:
+        sigmas = default_rms_displacements(symbols)
+    elif isinstance(sigmas_a, Mapping):
+        sigmas = {**default_rms_displacements(symbols), **{k: float(v) for k, v in sigmas_a.items()}}
+    else:
+        sigmas = float(sigmas_a)
+    return abtem.FrozenPhonons(atoms, num_configs=frozen_phonons, sigmas=sigmas, seed=seed)
+
+
 def auto_sampling_a(energy_kev: float, outer_mrad: float) -> float:
     """Largest real-space sampling (Å) whose antialiased band still fully transmits ``outer_mrad``.
 
@@ -198,17 +216,7 @@ def abtem_adf_image(
     cs = float(context.cs_mm) * 1e7
 
     with abtem.config.set(_ABTEM_CONFIG), dask.config.set(scheduler="synchronous"):
-        if frozen_phonons > 0:
-            symbols = atoms.get_chemical_symbols()
-            if sigmas_a is None:
-                sigmas = default_rms_displacements(symbols)
-            elif isinstance(sigmas_a, Mapping):
-                sigmas = {**default_rms_displacements(symbols), **{k: float(v) for k, v in sigmas_a.items()}}
-            else:
-                sigmas = float(sigmas_a)
-            specimen = abtem.FrozenPhonons(atoms, num_configs=frozen_phonons, sigmas=sigmas, seed=seed)
-        else:
-            specimen = atoms
+        specimen = thermal_specimen(atoms, frozen_phonons=frozen_phonons, sigmas_a=sigmas_a, seed=seed)
         potential = abtem.Potential(
             specimen,
             gpts=gpts,

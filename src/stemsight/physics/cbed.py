@@ -272,18 +272,10 @@ def _simulate(
     import abtem
     import dask
 
-    from stemsight.physics.abtem_backend import default_rms_displacements
+    from stemsight.physics.abtem_backend import thermal_specimen
 
     with abtem.config.set(_ABTEM_CONFIG), dask.config.set(scheduler="synchronous"):
-        if frozen_phonons > 0:
-            sigmas = default_rms_displacements(atoms.get_chemical_symbols())
-            if isinstance(sigmas_a, Mapping):
-                sigmas.update({k: float(v) for k, v in sigmas_a.items()})
-            elif sigmas_a is not None:
-                sigmas = float(sigmas_a)
-            specimen = abtem.FrozenPhonons(atoms, num_configs=frozen_phonons, sigmas=sigmas, seed=seed)
-        else:
-            specimen = atoms
+        specimen = thermal_specimen(atoms, frozen_phonons=frozen_phonons, sigmas_a=sigmas_a, seed=seed)
         potential = abtem.Potential(
             specimen,
             gpts=gpts,
