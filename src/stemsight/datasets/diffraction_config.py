@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import yaml
 
 from stemsight.core.errors import InputError
+from stemsight.datasets.config import _int, _number, _positive
 from stemsight.datasets.diffraction_grid import GridSpec
 
 N_CLASSES = 8
@@ -114,7 +114,7 @@ def config_from_dict(data: dict[str, Any]) -> DiffractionConfig:
     if not isinstance(grid, dict) or set(grid) - {"gpts", "sampling_mrad"}:
         raise InputError("grid: expected {gpts: N, sampling_mrad: S}")
     grid_spec = GridSpec(
-        gpts=_integer(grid.get("gpts", 41), "grid.gpts", 33),
+        gpts=_int(grid.get("gpts", 41), "grid.gpts", low=33),
         sampling_mrad=_positive(grid.get("sampling_mrad", 2.0), "grid.sampling_mrad"),
     )
     repeats = get("cell_repeats")
@@ -128,17 +128,17 @@ def config_from_dict(data: dict[str, Any]) -> DiffractionConfig:
         raise InputError("thicknesses_a: expected increasing, distinct thicknesses")
     config = DiffractionConfig(
         name=str(get("name")),
-        seed=_integer(get("seed"), "seed", 0),
+        seed=_int(get("seed"), "seed", low=0),
         energy_kev=_positive(get("energy_kev"), "energy_kev"),
         convergence_mrad=_positive(get("convergence_mrad"), "convergence_mrad"),
         grid=grid_spec,
-        cell_repeats=(_integer(repeats[0], "cell_repeats", 1), _integer(repeats[1], "cell_repeats", 1)),
+        cell_repeats=(_int(repeats[0], "cell_repeats", low=1), _int(repeats[1], "cell_repeats", low=1)),
         thicknesses_a=thick,
-        positions_per_side=_integer(get("positions_per_side"), "positions_per_side", 1),
-        specimens_per_class=_integer(get("specimens_per_class"), "specimens_per_class", 1),
+        positions_per_side=_int(get("positions_per_side"), "positions_per_side", low=1),
+        specimens_per_class=_int(get("specimens_per_class"), "specimens_per_class", low=1),
         tilt_mrad=_non_negative(get("tilt_mrad"), "tilt_mrad"),
-        defocus_a=_finite(get("defocus_a"), "defocus_a"),
-        validation_specimens=_integer(get("validation_specimens"), "validation_specimens", 0),
+        defocus_a=_number(get("defocus_a"), "defocus_a"),
+        validation_specimens=_int(get("validation_specimens"), "validation_specimens", low=0),
     )
     if config.validation_specimens >= config.specimens_per_class:
         raise InputError("validation_specimens: must leave at least one training specimen per class")
@@ -150,27 +150,8 @@ def config_from_dict(data: dict[str, Any]) -> DiffractionConfig:
     return config
 
 
-def _finite(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"{key}: expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, key: str) -> float:
-    number = _finite(value, key)
-    if number <= 0:
-        raise InputError(f"{key}: must be positive, got {value!r}")
-    return number
-
-
 def _non_negative(value: Any, key: str) -> float:
-    number = _finite(value, key)
+    number = _number(value, key)
     if number < 0:
         raise InputError(f"{key}: must be >= 0, got {value!r}")
     return number
-
-
-def _integer(value: Any, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{key}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
