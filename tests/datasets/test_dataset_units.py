@@ -167,3 +167,21 @@ def test_simulate_unit_is_deterministic_and_consistent():
     metal = a["label"] == ALL_LABELS.index("M")
     x2 = a["label"] == ALL_LABELS.index("X2")
     assert centre[metal].mean() > centre[x2].mean()
+
+
+def test_patches_gather_the_counts_of_the_pixels_they_cover():
+    """On a grid coarser than the pixels a patch point averages its neighbourhood (shot noise falls, the
+    mean stays); on a grid as fine as the pixels nothing is filtered (the same values as point sampling)."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(100.0, size=(200, 200)).astype(np.float32)
+    x = y = np.array([100.0])
+    kwargs = dict(size_px=24, size_a=4.8)
+    fine = extract_patches(counts, x, y, pixel_size_yx_a=(0.1, 0.1), **kwargs)  # 0.2 Å steps: 2 px
+    assert abs(fine.mean() - 100.0) < 1.5
+    assert fine.var() < 0.3 * counts.var()  # point sampling would keep the pixel variance
+    same = extract_patches(counts, x + 0.3, y, pixel_size_yx_a=(0.2, 0.2), **kwargs)  # 1 px steps
+    from scipy.ndimage import map_coordinates
+    offsets = np.arange(24) - 11.5
+    rows, cols = np.meshgrid(100.0 + offsets, 100.3 + offsets, indexing="ij")
+    direct = map_coordinates(counts, [rows.ravel(), cols.ravel()], order=3, mode="nearest").reshape(24, 24)
+    np.testing.assert_allclose(same[0], direct, rtol=1e-5)

@@ -172,9 +172,9 @@ def test_unknown_model_name_lists_the_known_ones():
 
 def test_overrides_resolve_to_json_ready_arguments():
     arguments = model_arguments("context-cnn", widths=(8, 16, 32), n_labels=3,
-                                labels_by_sublattice=((0, 1), (2,)))
+                                labels_by_sublattice=((0, 1), (2,)), physics_head=False)
     assert arguments["widths"] == [8, 16, 32] and arguments["labels_by_sublattice"] == [[0, 1], [2]]
-    assert arguments["patch_size_px"] == 24  # defaults kept
+    assert arguments["patch_size_px"] == 24 and arguments["physics_head"] is False  # defaults kept
     model = create_model("context-cnn", **arguments)
     assert model.stages[-1].conv2.out_channels == 32 and model.allowed.shape == (2, 3)
     with pytest.raises(InputError, match="cannot be stored as JSON"):

@@ -214,7 +214,7 @@ def test_evaluate_writes_metrics_for_both_twins(store, tmp_path, capsys):
 def test_checkpoints_and_stores_of_another_intensity_scale_are_refused(store, tmp_path, capsys):
     run = train(_config(store, tmp_path / "ctx"), progress=False).out
     ckpt = load_checkpoint(run / "best")
-    assert ckpt.meta["patch"]["normalisation"] == "sites-median-v1"
+    assert ckpt.meta["patch"]["normalisation"] == "sites-median-v2"
     meta_path = (run / "best").with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     meta["patch"]["normalisation"] = "percentile-1-99"  # what the first release cut patches on

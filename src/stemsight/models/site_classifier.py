@@ -24,10 +24,8 @@ from torch import nn
 from stemsight.core.labels import CHALCOGEN_LABELS, METAL_LABELS, SINGLE_LABELS
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES
 from stemsight.datasets.units import SUBLATTICES
+from stemsight.models.physics_head import MASKED_LOGIT, IntensityLikelihood, default_physics_indices
 from stemsight.models.registry import register_model
-
-MASKED_LOGIT = -1e4
-"""Logit given to labels not allowed on a site's sublattice."""
 
 _LABELS_OF_SUBLATTICE = {"M": METAL_LABELS, "X": CHALCOGEN_LABELS}
 DEFAULT_LABELS_BY_SUBLATTICE = tuple(
@@ -138,6 +136,7 @@ class SiteClassifier(nn.Module):
         head_hidden: int,
         dropout: float,
         use_context: bool,
+        physics_head: bool = False,
     ) -> None:
         super().__init__()
         self.n_labels = _positive_int(n_labels, "n_labels")
@@ -165,6 +164,12 @@ class SiteClassifier(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(head_hidden, n_labels),
         )
+        self.physics = None
+        if physics_head:
+            if not self.use_context:
+                raise ValueError("physics_head: needs the context (use_context=True)")
+            self.physics = IntensityLikelihood(widths[-1] + extra,
+                                               **default_physics_indices(n_labels, context_dim))
 
     @property
     def n_sublattices(self) -> int:
@@ -186,6 +191,8 @@ class SiteClassifier(nn.Module):
         if self.use_context:
             features = torch.cat([features, embedding], dim=1)
         logits = self.head(features)
+        if self.physics is not None:
+            logits = logits + self.physics(features, context, sublattice)
         return logits.masked_fill(~self.allowed[sublattice], MASKED_LOGIT)
 
     def _check_inputs(self, patch: torch.Tensor, sublattice: torch.Tensor) -> int:
@@ -206,9 +213,12 @@ class SiteClassifier(nn.Module):
     def example_inputs(self, batch_size: int = 2, *, generator: torch.Generator | None = None) -> dict:
         """A valid random batch of `batch_size` sites (keyword arguments of forward), for checks and tests."""
         p = self.patch_size_px
+        context = torch.randn(batch_size, self.context_dim, generator=generator)
+        if self.physics is not None:  # a dopant on every sublattice: no class is ruled out by the context
+            context[:, self.physics.dopant_flag_index] = 1.0
         return {
             "patch": torch.rand(batch_size, 1, p, p, generator=generator) * 1.2,
-            "context": torch.randn(batch_size, self.context_dim, generator=generator),
+            "context": context,
             "sublattice": torch.randint(0, self.n_sublattices, (batch_size,), generator=generator),
         }
 
@@ -251,12 +261,14 @@ def context_cnn(
     context_embed_dim: int = _DEFAULTS["context_embed_dim"],
     head_hidden: int = _DEFAULTS["head_hidden"],
     dropout: float = _DEFAULTS["dropout"],
+    physics_head: bool = True,
 ) -> SiteClassifier:
-    """The context-aware site classifier (FiLM on every stage, context embedding in the head)."""
+    """The context-aware site classifier (FiLM on every stage, context embedding in the head, and the
+    physics term of `models.physics_head` unless `physics_head=False`)."""
     return SiteClassifier(
         n_labels=n_labels, context_dim=context_dim, patch_size_px=patch_size_px,
         labels_by_sublattice=labels_by_sublattice, widths=widths, context_embed_dim=context_embed_dim,
-        head_hidden=head_hidden, dropout=dropout, use_context=True,
+        head_hidden=head_hidden, dropout=dropout, use_context=True, physics_head=physics_head,
     )
 
 

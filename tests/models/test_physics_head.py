@@ -1,0 +1,89 @@
+"""The physics term of the context classifier: intensities scored against the context's expectations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stemsight.core.context import ImagingContext
+from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, context_vector
+from stemsight.datasets.units import SUBLATTICES
+from stemsight.models import create_model
+from stemsight.models.physics_head import MASKED_LOGIT, IntensityLikelihood, default_physics_indices
+
+
+def _context(host: str, dopant: str | None = None, site: str | None = None) -> torch.Tensor:
+    ctx = ImagingContext(host=host, energy_kev=60, convergence_mrad=30, detector_inner_mrad=80,
+                         detector_outer_mrad=200, pixel_size_a=0.1, dopant=dopant, dopant_site=site)
+    return torch.from_numpy(context_vector(ctx))[None]
+
+
+def _head_reading(intensity: float, sigma_raw: float = 0.0) -> IntensityLikelihood:
+    """A head whose intensity reading is `intensity` whatever the features (σ̂ = softplus(raw) + floor)."""
+    head = IntensityLikelihood(4, **default_physics_indices(len(ALL_LABELS), len(CONTEXT_FEATURES)))
+    with torch.no_grad():
+        head.measure.weight.zero_()
+        head.measure.bias.copy_(torch.tensor([intensity, sigma_raw]))
+    return head
+
+
+def _logits(head, context, sublattice: str) -> dict[str, float]:
+    sub = torch.tensor([SUBLATTICES.index(sublattice)])
+    out = head(torch.rand(1, 4), context, sub)[0]
+    return dict(zip(ALL_LABELS, out.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("dopant", ["Te", "Se"])
+def test_a_measured_intensity_picks_the_class_the_cross_sections_put_there(dopant):
+    context = _context("WS2", dopant, "X")
+    features = dict(zip(CONTEXT_FEATURES, context[0].tolist(), strict=True))
+    chalcogen = ("X2", "V_X", "V_2X", "D_X", "D_2X")
+    for label in chalcogen:  # read exactly the expected intensity of a class: that class wins
+        logits = _logits(_head_reading(features[f"expected_{label}"]), context, "X")
+        assert max(chalcogen, key=logits.get) == label
+        assert logits[label] == pytest.approx(0.0)
+    # the ordering follows the element: Te (heavier than S) makes D_X brighter than X2, so does Se
+    assert features["expected_D_X"] > features["expected_X2"] > features["expected_V_X"] > 0
+
+
+def test_dopant_classes_are_ruled_out_where_the_context_puts_no_dopant():
+    head = _head_reading(1.0)
+    undoped = _context("MoS2")
+    assert _logits(head, undoped, "M")["D_M"] == MASKED_LOGIT
+    assert _logits(head, undoped, "X")["D_X"] == MASKED_LOGIT == _logits(head, undoped, "X")["D_2X"]
+    metal_dopant = _context("MoS2", "V", "M")
+    assert _logits(head, metal_dopant, "M")["D_M"] > MASKED_LOGIT / 2
+    assert _logits(head, metal_dopant, "X")["D_X"] == MASKED_LOGIT  # V sits on M, not on X
+    chalcogen_dopant = _context("MoS2", "Se", "X")
+    assert _logits(head, chalcogen_dopant, "X")["D_2X"] > MASKED_LOGIT / 2
+    assert _logits(head, chalcogen_dopant, "M")["D_M"] == MASKED_LOGIT
+    graphene = _context("graphene", "Si", "C")
+    assert _logits(head, graphene, "C")["D"] > MASKED_LOGIT / 2
+    assert _logits(head, _context("graphene"), "C")["D"] == MASKED_LOGIT
+
+
+def test_a_less_certain_reading_gives_flatter_logits():
+    context = _context("MoS2", "V", "M")
+    sharp = _logits(_head_reading(0.7, sigma_raw=-3.0), context, "M")
+    broad = _logits(_head_reading(0.7, sigma_raw=3.0), context, "M")
+    assert abs(sharp["M"] - sharp["V_M"]) > 10 * abs(broad["M"] - broad["V_M"])
+
+
+def test_context_cnn_carries_the_physics_term_and_the_image_only_twin_cannot():
+    assert create_model("context-cnn").physics is not None
+    assert create_model("context-cnn", physics_head=False).physics is None
+    assert create_model("image-only").physics is None
+    with pytest.raises(ValueError, match="physics_head: needs the stemsight label set"):
+        create_model("context-cnn", n_labels=3, labels_by_sublattice=((0, 1), (2,)))
+
+
+def test_the_context_cnn_never_names_a_dopant_the_context_does_not_have():
+    torch.manual_seed(0)
+    model = create_model("context-cnn").eval()
+    context = _context("MoS2").expand(64, -1)
+    sublattice = torch.tensor([SUBLATTICES.index("M"), SUBLATTICES.index("X")] * 32)
+    probs = model(torch.rand(64, 1, 24, 24) * 3, context, sublattice).softmax(1).detach().numpy()
+    dopant_codes = [ALL_LABELS.index(label) for label in ("D_M", "D_X", "D_2X")]
+    assert np.all(probs[:, dopant_codes] == 0.0)
+    assert np.allclose(probs.sum(1), 1.0)
