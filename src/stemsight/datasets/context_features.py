@@ -43,6 +43,13 @@ CONTEXT_FEATURES = _SCALAR_FEATURES + tuple(f"expected_{label}" for label in ALL
 """Names of the context vector's entries, in order (the schema `CONTEXT_SCHEMA` stands for)."""
 
 
+def dopant_flag(sublattice: str) -> str:
+    """Name of the context entry that is 1 when the dopant sits on `sublattice` (a name in
+    `datasets.units.SUBLATTICES`): `dopant_on_a` for a host's first sublattice (M, C, B), else
+    `dopant_on_b`."""
+    return "dopant_on_a" if sublattice in ("M", "C", "B") else "dopant_on_b"
+
+
 def context_vector(context: ImagingContext) -> np.ndarray:
     """(F,) float32 context vector of `context`, F = len(CONTEXT_FEATURES).
 

@@ -22,14 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsight.core.labels import DOPANT_LABELS
-from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES
+from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, dopant_flag
 from stemsight.datasets.units import SUBLATTICES
 
 MASKED_LOGIT = -1e4
 """Logit given to labels a site cannot take."""
 
-_FIRST_SUBLATTICES = ("M", "C", "B")
-"""Sublattices that are a host's first (whose dopant flag is `dopant_on_a`)."""
 _MIN_SIGMA = 0.02
 """Floor of σ̂ (intensity units of the host's first sublattice)."""
 
@@ -79,7 +77,6 @@ def default_physics_indices(n_labels: int, context_dim: int) -> dict:
     features = list(CONTEXT_FEATURES)
     return {
         "expected_index": [features.index(f"expected_{label}") for label in ALL_LABELS],
-        "dopant_flag_index": [features.index("dopant_on_a" if sub in _FIRST_SUBLATTICES else "dopant_on_b")
-                              for sub in SUBLATTICES],
+        "dopant_flag_index": [features.index(dopant_flag(sub)) for sub in SUBLATTICES],
         "dopant_labels": [ALL_LABELS.index(label) for label in ALL_LABELS if label in DOPANT_LABELS],
     }

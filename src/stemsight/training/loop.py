@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from stemsight.core.errors import InputError
 from stemsight.core.io import atomic_write_bytes
+from stemsight.datasets.context_features import dopant_flag
 from stemsight.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -297,13 +298,11 @@ def label_prior(context: np.ndarray, label: np.ndarray, sublattice: np.ndarray,
     them out of the posteriors and puts in the image's own (label-shift correction): training raises defect
     fractions far above real ones so that every class has examples, and a posterior carries that prior."""
     features = list(attrs["context_features"])
-    on_a, on_b = context[:, features.index("dopant_on_a")], context[:, features.index("dopant_on_b")]
     names = list(attrs["sublattices"])
     n_labels = len(attrs["labels"])
     out = {}
     for code, name in enumerate(names):
-        first = name in ("M", "C", "B")  # the host's first sublattice carries dopant_on_a
-        here = (on_a if first else on_b) > 0.5
+        here = context[:, features.index(dopant_flag(name))] > 0.5
         for flag, key in ((True, "dopant"), (False, "none")):
             rows = (sublattice == code) & (here == flag)
             if rows.any():
