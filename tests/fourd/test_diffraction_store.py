@@ -86,6 +86,8 @@ def test_train_evaluate_and_classify_through_the_cli(store, tmp_path, capsys):
                     "2",
                     "--threads",
                     "1",
+                    "--model-arg",
+                    "in_channels=2",  # the benchmark's recipe: the pattern and its direction channel
                     "--out",
                     str(tmp_path / model),
                 ]

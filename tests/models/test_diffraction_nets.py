@@ -165,7 +165,13 @@ def test_prototypes_from_class_means_classify_separable_data():
 def test_pca_knn_classifies_separable_patterns_and_gives_vote_fractions():
     x, y = synthetic_set(6, seed=4, **SEPARABLE)
     model = create_model("pca-knn")
-    assert isinstance(model, PCAKNN) and model.model_arguments == {"n_classes": 8, "n_components": 32, "k": 5}
+    assert isinstance(model, PCAKNN) and model.model_arguments == {
+        "n_classes": 8,
+        "n_components": 32,
+        "k": 5,
+        "weights": "uniform",
+        "in_channels": 1,
+    }
     assert model.fit(x, y) is model
     x_test, y_test = synthetic_set(4, seed=5, **SEPARABLE)
     proba = model.predict_proba(x_test[:, 0].numpy())  # (N, H, W) numpy works as (N, 1, H, W) torch
@@ -189,6 +195,8 @@ def test_pca_knn_round_trips_through_safetensors_and_json():
         "k": (),
         "n_classes": (),
         "pattern_shape": (2,),
+        "in_channels": (),
+        "distance_weighted": (),
     }
     stored = load_arrays(save_arrays(tensors))
     arguments = json.loads(json.dumps(model.model_arguments))
@@ -200,6 +208,38 @@ def test_pca_knn_round_trips_through_safetensors_and_json():
     )
     with pytest.raises(ValueError, match="k=3 does not match the model's k=5"):
         create_model("pca-knn", n_components=8).load_tensors(stored)
+
+
+def test_pca_knn_on_the_direction_channel_with_distance_votes_round_trips():
+    from stemsight.training.diffraction_train import net_input
+
+    x, y = synthetic_set(3, seed=10)
+    two = net_input(x[:, 0].numpy(), 2)
+    model = create_model("pca-knn", n_components=8, k=3, weights="distance", in_channels=2).fit(two, y)
+    tensors = model.to_tensors()
+    assert int(tensors["in_channels"]) == 2 and int(tensors["distance_weighted"]) == 1
+    x_test, y_test = synthetic_set(2, seed=11)
+    test = net_input(x_test[:, 0].numpy(), 2)
+    np.testing.assert_array_equal(model.predict(test), y_test.numpy())
+    proba = model.predict_proba(test)
+    assert not set(np.unique(proba * 3).round(6)) <= {0.0, 1.0, 2.0, 3.0}  # votes weighted, not counted
+    # only the direction channel is read: a different first channel changes nothing
+    shuffled = test.copy()
+    shuffled[:, 0] = np.random.default_rng(0).random(shuffled[:, 0].shape)
+    np.testing.assert_array_equal(model.predict_proba(shuffled), proba)
+    stored = load_arrays(save_arrays(tensors))
+    rebuilt = create_model("pca-knn", **json.loads(json.dumps(model.model_arguments))).load_tensors(stored)
+    np.testing.assert_array_equal(rebuilt.predict_proba(test), proba)
+    np.testing.assert_array_equal(PCAKNN.from_tensors(stored).predict_proba(test), proba)
+    with pytest.raises(ValueError, match="in_channels=2 does not match the model's in_channels=1"):
+        create_model("pca-knn", n_components=8, k=3, weights="distance").load_tensors(stored)
+    with pytest.raises(ValueError, match=r"expected a numeric \(N, 2, H, W\) array"):
+        model.predict_proba(x_test)
+    assert model(torch.from_numpy(test)).shape == (16, 8)
+    old = {k: v for k, v in tensors.items() if k not in ("in_channels", "distance_weighted")}
+    assert PCAKNN.from_tensors(old).in_channels == 1  # a checkpoint from before the options: the defaults
+    with pytest.raises(ValueError, match="weights"):
+        create_model("pca-knn", weights="closest")
 
 
 def test_pca_knn_keeps_every_class_column_and_caps_components():

@@ -70,6 +70,37 @@ def test_a_less_certain_reading_gives_flatter_logits():
     assert abs(sharp["M"] - sharp["V_M"]) > 10 * abs(broad["M"] - broad["V_M"])
 
 
+def test_intensity_error_is_least_at_the_true_class_intensity_and_pulls_the_reading_there():
+    context = _context("WS2", "Te", "X")
+    features = dict(zip(CONTEXT_FEATURES, context[0].tolist(), strict=True))
+    label = torch.tensor([ALL_LABELS.index("D_X")])
+    head = _head_reading(1.0)
+    values = {i: float(head.intensity_error(torch.tensor([i]), context, label))
+              for i in np.linspace(0.0, 3.0, 61)}
+    best = min(values, key=values.get)
+    assert best == pytest.approx(features["expected_D_X"], abs=0.05)
+    # a gradient step on the head's reading moves it toward the expected intensity of the true class
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.05)
+    before = float(head.measured(torch.rand(1, 4))[0].detach())
+    for _ in range(50):
+        intensity, _ = head.measured(torch.rand(1, 4))
+        optimizer.zero_grad()
+        head.intensity_error(intensity, context, label).backward()
+        optimizer.step()
+    after = float(head.measured(torch.rand(1, 4))[0].detach())
+    assert abs(after - features["expected_D_X"]) < 0.5 * abs(before - features["expected_D_X"])
+
+
+def test_the_context_cnn_returns_its_reading_on_request():
+    model = create_model("context-cnn").eval()
+    inputs = model.example_inputs(3, generator=torch.Generator().manual_seed(0))
+    logits, intensity, sigma = model(**inputs, with_intensity=True)
+    assert torch.equal(logits, model(**inputs)) and intensity.shape == sigma.shape == (3,)
+    assert (sigma > 0).all()
+    with pytest.raises(ValueError, match="no physics head"):
+        create_model("image-only")(**inputs, with_intensity=True)
+
+
 def test_context_cnn_carries_the_physics_term_and_the_image_only_twin_cannot():
     assert create_model("context-cnn").physics is not None
     assert create_model("context-cnn", physics_head=False).physics is None

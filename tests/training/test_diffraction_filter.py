@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from stemsight.training.diffraction_augment import symmetry_ops
-from stemsight.training.diffraction_filter import direction_score, informative_mask, quantile_threshold
+from stemsight.training.diffraction_filter import (
+    direction_part,
+    direction_score,
+    informative_mask,
+    quantile_threshold,
+)
+from stemsight.training.diffraction_train import net_input
 
 SIZE = 48
 
@@ -60,6 +66,31 @@ def test_score_ignores_intensity_and_the_symmetry_operations_and_keeps_leading_a
     scores = direction_score(torch.from_numpy(stack))
     assert scores.shape == (2, 2) and scores[0, 0] == pytest.approx(score) and scores[0, 1] < 1e-12
     assert scores[1, 1] > 0.0  # twofold only: tells 0° from 90°, not 0° from 180°
+
+
+def test_direction_part_is_the_scored_residual_and_follows_the_symmetries():
+    p = pattern((30,), spot=0.5)
+    d = direction_part(p)
+    assert (d**2).sum() / (p**2).sum() == pytest.approx(direction_score(p), rel=1e-12)
+    assert np.abs(direction_part(pattern((0, 90, 180, 270)))).max() < 1e-12
+    assert np.abs(direction_part(d) - d).max() < 1e-12  # a projection: applying it twice changes nothing
+    for op in symmetry_ops():
+        np.testing.assert_allclose(direction_part(op.apply(p)), op.apply(d), atol=1e-12, err_msg=op.name)
+
+
+def test_net_input_second_channel_is_the_direction_part_at_unit_rms():
+    faint, bright = pattern((45,), spot=0.02), pattern((45,), spot=1.0)
+    batch = np.stack([faint, 3.0 * bright, pattern(), np.zeros((SIZE, SIZE))])
+    two = net_input(batch, 2)
+    assert two.shape == (4, 2, SIZE, SIZE) and two.dtype == np.float32
+    np.testing.assert_array_equal(two[:, :1], net_input(batch, 1))
+    rms = np.sqrt((two[:, 1] ** 2).mean(axis=(1, 2)))
+    np.testing.assert_allclose(rms[:2], 1.0, rtol=1e-5)  # a faint direction as loud as a bright one
+    assert np.abs(two[2:, 1]).max() < 1e-5  # nothing to say: stays zero (no division by zero)
+    # the faint and the bright spot point the same way: their direction channels correlate
+    assert float((two[0, 1] * two[1, 1]).mean()) > 0.5
+    with pytest.raises(ValueError, match="channels"):
+        net_input(batch, 3)
 
 
 def test_mask_keeps_direction_bearing_patterns_and_drops_symmetric_ones():

@@ -130,6 +130,19 @@ def test_resume_continues_to_the_same_weights(store, tmp_path):
     assert "context-cnn" in saved and "data_digest" in saved
 
 
+def test_the_intensity_loss_changes_the_physics_head_and_only_with_a_physics_head(store, tmp_path):
+    plain = train(_config(store, tmp_path / "plain"), progress=False)
+    tied = train(_config(store, tmp_path / "tied", intensity_loss=1.0), progress=False)
+    assert _weights(plain.out / "last") != _weights(tied.out / "last")
+    assert tied.history[0]["train_loss"] != plain.history[0]["train_loss"]
+    twin = train(_config(store, tmp_path / "twin", model="image-only"), progress=False)
+    twin_tied = train(_config(store, tmp_path / "twin-tied", model="image-only", intensity_loss=1.0),
+                      progress=False)
+    assert _weights(twin.out / "last") == _weights(twin_tied.out / "last")  # nothing to tie: ignored
+    with pytest.raises(InputError, match="intensity_loss"):
+        _config(store, tmp_path / "bad", intensity_loss=-1.0)
+
+
 def test_training_learns_the_sublattice_classes(store, tmp_path):
     """A few hundred steps on the tiny store: far better than the majority class on validation."""
     result = train(_config(store, tmp_path / "learn", epochs=6, max_patches=None, batch_size=32,

@@ -1,8 +1,9 @@
 """Classifiers of convergent-beam diffraction patterns (4D-STEM): polarization direction from one pattern.
 
 Every net reads `patterns` (B, C, H, W) floating, C = in_channels (1: one pattern, indexed (ky, kx), rows
-= +ky, columns = +kx), H and W at least 32 (64 × 64 by default: patterns are resampled to a fixed grid
-before the model), and returns logits (B, n_classes); class c is the direction 360°·c / n_classes measured
+= +ky, columns = +kx; 2: the pattern and its direction-bearing part, `diffraction_train.net_input`), H
+and W at least 32 (64 × 64 by default: patterns are resampled to a fixed grid before the model), and
+returns logits (B, n_classes); class c is the direction 360°·c / n_classes measured
 from +x toward +y (0°, 45°, …, 315° with the default 8 classes). Adaptive pooling before the head makes
 every net take any H, W ≥ 32.
 
@@ -249,12 +250,14 @@ class PrototypeNet(DiffractionNet):
         embed_dim: int,
         temperature: float,
         dropout: float,
+        convs_per_stage: Sequence[int] | None = None,
     ) -> None:
         super().__init__(n_classes=n_classes, in_channels=in_channels)
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
             raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
         self.temperature = float(temperature)
-        self.trunk = ConvTrunk(in_channels, widths, [1] * len(tuple(widths)), pool_size)
+        convs = [1] * len(tuple(widths)) if convs_per_stage is None else convs_per_stage
+        self.trunk = ConvTrunk(in_channels, widths, convs, pool_size)
         embed_dim = _positive_int(embed_dim, "embed_dim")
         self.project = nn.Sequential(
             nn.Dropout(_dropout(dropout)), nn.Linear(self.trunk.n_features, embed_dim)
@@ -384,8 +387,10 @@ def prototype(
     embed_dim: int = 32,
     temperature: float = 32.0,
     dropout: float = 0.0,
+    convs_per_stage: Sequence[int] | None = None,
 ) -> PrototypeNet:
     """Prototype classifier: the `cnn` trunk, a 32-dimensional embedding, 8 prototypes (79,600 parameters).
+    `convs_per_stage` (default one per stage) and `widths` give it another trunk, e.g. the `vgg` one.
 
     A temperature near `embed_dim` keeps the initial logits of order 1 (squared distances between a fresh
     embedding and the N(0, 1) prototypes are a few times `embed_dim`)."""
@@ -397,4 +402,5 @@ def prototype(
         embed_dim=embed_dim,
         temperature=temperature,
         dropout=dropout,
+        convs_per_stage=convs_per_stage,
     )

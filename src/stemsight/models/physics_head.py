@@ -6,8 +6,9 @@ sublattice (cross-section sums; `datasets.context_features`). `IntensityLikeliho
 network's features one number per site, an intensity Î, with an uncertainty σ̂ (shot noise, neighbours,
 distortion), and scores each class k by −½((Î − μ_k)/σ̂)², a Gaussian log-likelihood added to the learned
 logits. The classes are thereby ordered by their expected intensities, so a dopant the model never saw
-enters at the place its cross section gives it. Î is trained only through the classification loss: it is
-not a calibrated intensity (see the README for what this term buys and where it falls short).
+enters at the place its cross section gives it. Trained through the classification loss alone, Î is free
+to drift from the cross-section scale; `intensity_error` (the training loop's `intensity_loss`) ties it to
+the expected intensity of each site's true class.
 
 It also applies what the context rules out: a dopant class on a sublattice the context's dopant does not
 sit on (or any dopant class when there is no dopant) gets `MASKED_LOGIT`.
@@ -57,14 +58,26 @@ class IntensityLikelihood(nn.Module):
         intensity, raw = self.measure(features).unbind(dim=1)
         return intensity, F.softplus(raw) + _MIN_SIGMA
 
-    def forward(self, features: torch.Tensor, context: torch.Tensor,
-                sublattice: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, context: torch.Tensor, sublattice: torch.Tensor, *,
+                with_intensity: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Physics logits (B, K); with_intensity=True: (logits, Î (B,), σ̂ (B,))."""
         intensity, sigma = self.measured(features)
         expected = context[:, self.expected_index].to(features.dtype)
         logits = -0.5 * ((intensity[:, None] - expected) / sigma[:, None]) ** 2
         dopant_here = context.gather(1, self.dopant_flag_index[sublattice][:, None]) > 0.5  # (B, 1)
         ruled_out = self.needs_dopant[None, :] & ~dopant_here
-        return logits.masked_fill(ruled_out, MASKED_LOGIT)
+        logits = logits.masked_fill(ruled_out, MASKED_LOGIT)
+        return (logits, intensity, sigma) if with_intensity else logits
+
+    def intensity_error(self, intensity: torch.Tensor, context: torch.Tensor,
+                        label: torch.Tensor) -> torch.Tensor:
+        """Mean squared difference (B,) → () between the Î read off each site and the expected intensity of
+        its true `label` (the context's cross-section value). Training on it keeps Î on the cross-section
+        scale, which is what lets a dopant the model never saw enter at its own intensity. σ̂ is left to the
+        classification loss: a Gaussian likelihood with σ̂ in it drives σ̂ to its floor and the physics
+        logits to overconfidence."""
+        expected = context.gather(1, self.expected_index[label][:, None])[:, 0].to(intensity.dtype)
+        return ((intensity - expected) ** 2).mean()
 
 
 def default_physics_indices(n_labels: int, context_dim: int) -> dict:

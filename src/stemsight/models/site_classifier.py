@@ -176,8 +176,16 @@ class SiteClassifier(nn.Module):
         return self.allowed.shape[0]
 
     def forward(
-        self, patch: torch.Tensor, context: torch.Tensor | None, sublattice: torch.Tensor
-    ) -> torch.Tensor:
+        self,
+        patch: torch.Tensor,
+        context: torch.Tensor | None,
+        sublattice: torch.Tensor,
+        *,
+        with_intensity: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits (B, n_labels); with_intensity=True (a model with the physics head): also the intensity
+        Î (B,) and its uncertainty σ̂ (B,) the head read off each patch (for the training loss that
+        calibrates them)."""
         batch = self._check_inputs(patch, sublattice)
         films: list = [None] * len(self.stages)
         if self.use_context:
@@ -192,8 +200,14 @@ class SiteClassifier(nn.Module):
             features = torch.cat([features, embedding], dim=1)
         logits = self.head(features)
         if self.physics is not None:
-            logits = logits + self.physics(features, context, sublattice)
-        return logits.masked_fill(~self.allowed[sublattice], MASKED_LOGIT)
+            physics, intensity, sigma = self.physics(features, context, sublattice, with_intensity=True)
+            logits = logits + physics
+        logits = logits.masked_fill(~self.allowed[sublattice], MASKED_LOGIT)
+        if with_intensity:
+            if self.physics is None:
+                raise ValueError("with_intensity: this model has no physics head")
+            return logits, intensity, sigma
+        return logits
 
     def _check_inputs(self, patch: torch.Tensor, sublattice: torch.Tensor) -> int:
         p = self.patch_size_px

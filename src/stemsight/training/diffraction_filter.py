@@ -14,6 +14,9 @@ its images under the 8 symmetries. Pixel noise is not symmetric either and adds 
 lower the dose; `smooth_px` (a Gaussian blur before scoring) suppresses it. A pattern off the grid centre
 also scores high, so centre the patterns first.
 
+`direction_part(patterns)` is P − A(P) itself: the second input channel of the nets and the feature of
+PCA+kNN with `in_channels=2` (`diffraction_train.net_input`).
+
 `informative_mask(patterns, threshold)` keeps the patterns that score at least `threshold`;
 `quantile_threshold(train_scores, quantile)` picks the threshold that drops that fraction of the training
 patterns.
@@ -39,11 +42,18 @@ def direction_score(patterns: Any, *, smooth_px: float = 0.0, centre: str = "pix
         raise ValueError(f"smooth_px: expected a non-negative sigma in pixels, got {smooth_px!r}")
     if smooth_px > 0:
         p = gaussian_filter(p, sigma=[0.0] * (p.ndim - 2) + [smooth_px, smooth_px], mode="nearest")
-    rotations = [op for op in symmetry_ops() if op.sign > 0]  # by 0°, 90°, 180°, 270°
-    symmetric = sum(op.apply(p, centre=centre) for op in rotations) / len(rotations)
-    residual = ((p - symmetric) ** 2).sum(axis=(-2, -1))
+    residual = (direction_part(p, centre=centre) ** 2).sum(axis=(-2, -1))
     total = (p**2).sum(axis=(-2, -1))
     return np.divide(residual, total, out=np.zeros_like(total), where=total > 0)
+
+
+def direction_part(patterns: Any, *, centre: str = "pixel") -> np.ndarray:
+    """P − A(P) for patterns (…, H, W), H == W: what is left of each pattern after subtracting its mean
+    over the four quarter turns about `centre`; float64, same shape. Zero for a fourfold-symmetric pattern;
+    under a symmetry of the square it maps as the pattern does."""
+    p = _as_patterns(patterns)
+    rotations = [op for op in symmetry_ops() if op.sign > 0]  # by 0°, 90°, 180°, 270°
+    return p - sum(op.apply(p, centre=centre) for op in rotations) / len(rotations)
 
 
 def informative_mask(

@@ -97,7 +97,7 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
         raise InputError(f"--model: {exc}") from None
     if not isinstance(model, torch.nn.Module):  # PCA + kNN: fitted once, on the 8 symmetric images
         x, y = symmetric_copies(train_set.patterns[keep], train_set.label[keep])
-        model.fit(model_input(x), y)
+        model.fit(net_input(x, input_channels(model)), y)
         val_patterns = _noisy(val_set.patterns, config.eval_electrons, config.seed)
         accuracy = float((predict_proba(model, val_patterns).argmax(1) == val_set.label).mean())
         record = {"epoch": 0, "val_accuracy": accuracy, "patterns": len(y)}
@@ -122,7 +122,7 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
         bar = _bar(steps, f"epoch {state.epoch}", enabled=progress)
         for b in range(steps):
             rows = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x, y = _augment(x_train[rows], y_train[rows], config, generator)
+            x, y = _augment(x_train[rows], y_train[rows], config, generator, input_channels(model))
             loss = F.cross_entropy(model(patterns=x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -215,8 +215,38 @@ def load_diffraction_model(model: str = "default"):
     return checkpoint
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, config: DiffractionTrainConfig, generator) -> tuple:
-    """Raw patterns (B, G, G) → augmented model inputs (B, 1, G, G) and mapped labels."""
+def input_channels(model) -> int:
+    """How many input channels `model` reads (1 or 2; see `net_input`)."""
+    channels = int(getattr(model, "in_channels", 1))
+    if channels not in (1, 2):
+        raise InputError(f"model: reads {channels} input channels; 4D models read 1 or 2")
+    return channels
+
+
+def net_input(patterns: np.ndarray, channels: int = 1) -> np.ndarray:
+    """Raw patterns (N, G, G) → model inputs (N, channels, G, G) float32.
+
+    Channel 0 is `model_input` (each pattern over its mean, square-rooted). With channels=2, channel 1 is
+    the direction-bearing part of channel 0 (`diffraction_filter.direction_part`: minus its fourfold mean
+    about the centre pixel) scaled to unit RMS per pattern, so a pattern that says little about the
+    direction (the probe on a K/Na column) says it as loudly as one that says much."""
+    from stemsight.training.diffraction_filter import direction_part
+
+    x = model_input(patterns)
+    if channels == 1:
+        return x
+    if channels != 2:
+        raise ValueError(f"channels: expected 1 or 2, got {channels!r}")
+    d = direction_part(x[:, 0])
+    rms = np.sqrt((d**2).mean(axis=(1, 2), keepdims=True))
+    d = np.divide(d, rms, out=np.zeros_like(d), where=rms > 0)
+    return np.concatenate([x, d[:, None].astype(np.float32)], axis=1)
+
+
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, config: DiffractionTrainConfig, generator, channels: int = 1
+) -> tuple:
+    """Raw patterns (B, G, G) → augmented model inputs (B, channels, G, G) and mapped labels."""
     from stemsight.training.diffraction_augment import augment_batch, renoise_poisson
 
     x = x[:, None].clone()
@@ -226,7 +256,7 @@ def _augment(x: torch.Tensor, y: torch.Tensor, config: DiffractionTrainConfig, g
         low, high = (math.log(v) for v in config.electrons)
         counts = math.exp(low + (high - low) * float(torch.rand((), generator=generator)))
         x = renoise_poisson(x.clamp_min(0), counts, generator)
-    return torch.from_numpy(model_input(x[:, 0].numpy())), y
+    return torch.from_numpy(net_input(x[:, 0].numpy(), channels)), y
 
 
 def _noisy(patterns: np.ndarray, electrons: float | None, seed: int) -> np.ndarray:
@@ -242,7 +272,7 @@ def _noisy(patterns: np.ndarray, electrons: float | None, seed: int) -> np.ndarr
 @torch.no_grad()
 def predict_proba(model, patterns: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
     """Class probabilities (N, n_classes) of patterns (N, G, G) on the model grid (raw intensities)."""
-    x = model_input(patterns)
+    x = net_input(patterns, input_channels(model))
     if not isinstance(model, torch.nn.Module):
         return np.asarray(model.predict_proba(x), dtype=np.float64)
     model.eval()

@@ -35,6 +35,8 @@ class TrainConfig:
     available), 'cpu' or 'cuda'. threads: torch CPU threads per process (0: cores / processes).
     unknown_dose: fraction of training patches shown without their dose (the dose entries of the context
     vector zeroed, as for an image whose dose nobody recorded), so the model also serves such images.
+    intensity_loss: weight of the physics head's intensity term (`IntensityLikelihood.intensity_error`,
+    added to the cross entropy); models without a physics head ignore it.
     """
 
     data: str
@@ -52,6 +54,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     unknown_dose: float = 0.0
+    intensity_loss: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -66,6 +69,8 @@ class TrainConfig:
             raise InputError(f"max_patches: expected an integer >= 1, got {self.max_patches!r}")
         if not (isinstance(self.unknown_dose, int | float) and 0 <= self.unknown_dose <= 1):
             raise InputError(f"unknown_dose: expected a fraction in [0, 1], got {self.unknown_dose!r}")
+        if not (isinstance(self.intensity_loss, int | float) and 0 <= self.intensity_loss < math.inf):
+            raise InputError(f"intensity_loss: expected a weight >= 0, got {self.intensity_loss!r}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ def _train_epoch(model, dataset, sampler, optimizer, schedule, config, epoch, de
     steps = _steps_per_epoch(sampler, config)
     augment_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 101 + dist.rank)
     total, seen = 0.0, 0
+    physics = getattr(getattr(model, "module", model), "physics", None) if config.intensity_loss else None
     bar = _bar(steps, f"epoch {epoch}", enabled=progress and dist.is_main)
     for step, batch in enumerate(loader):
         if step >= steps:
@@ -183,8 +189,15 @@ def _train_epoch(model, dataset, sampler, optimizer, schedule, config, epoch, de
             patch = dihedral(patch, torch.randint(0, 8, (len(patch),), generator=augment_rng))
         if config.unknown_dose:
             context = forget_dose(context, dataset.context_features, config.unknown_dose, augment_rng)
-        logits = model(patch.to(device), context.to(device), batch["sublattice"].to(device))
-        loss = F.cross_entropy(logits, batch["label"].to(device))
+        label, context = batch["label"].to(device), context.to(device)
+        if physics is not None:
+            logits, intensity, _ = model(patch.to(device), context, batch["sublattice"].to(device),
+                                         with_intensity=True)
+            loss = F.cross_entropy(logits, label) + config.intensity_loss * physics.intensity_error(
+                intensity, context, label)
+        else:
+            logits = model(patch.to(device), context, batch["sublattice"].to(device))
+            loss = F.cross_entropy(logits, label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
