@@ -184,8 +184,8 @@ class SiteClassifier(nn.Module):
         with_intensity: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits (B, n_labels); with_intensity=True (a model with the physics head): also the intensity
-        Î (B,) and its uncertainty σ̂ (B,) the head read off each patch (for the training loss that
-        calibrates them)."""
+        Î (B,) and its uncertainty σ̂ (B,) the head read off each patch (for the training term that ties
+        Î to the cross-section intensities, `TrainConfig.intensity_loss`)."""
         batch = self._check_inputs(patch, sublattice)
         films: list = [None] * len(self.stages)
         if self.use_context:
