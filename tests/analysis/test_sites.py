@@ -90,3 +90,45 @@ def test_every_site_is_found_empty_ones_included(host, dopant, pixel, size, seed
     assert (back * pixel < 0.5).mean() >= 0.995
     # empty sites are told apart from occupied ones
     assert (grid.occupied[nearest[found]] == ~empty[found]).mean() >= 0.98
+
+
+def _mx2_with_domain(a_px: float, size: int, inside: str, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A noisy MX2-like honeycomb (metal columns of height 1, chalcogen pairs 0.45) with a round domain of
+    radius size/4 in the middle: an inversion domain (`inside='inverted'`: metal and chalcogen swap
+    places) or a grain shifted by a third of a cell (`'shifted'`: the metal sits on the surrounding
+    film's chalcogen sites, the chalcogen on its hollows). Returns the image (size, size), the true metal
+    positions (N, 2) (x, y) and their distance from the domain's rim (N,)."""
+    a1 = a_px * np.array([1.0, 0.0])
+    a2 = a_px * np.array([-0.5, math.sqrt(3) / 2])
+    n = int(2 * size / a_px) + 4
+    i, j = np.meshgrid(np.arange(-n, n), np.arange(-n, n))
+    cell = i.ravel()[:, None] * a1 + j.ravel()[:, None] * a2 + 0.3 * a_px
+    position = [cell, cell + a1 / 3 + 2 * a2 / 3, cell + 2 * a1 / 3 + a2 / 3]  # A, B and the hollow C
+    rim = np.hypot(*(cell - size / 2).T) - size / 4
+    out = rim > 0
+    metal_at, chalcogen_at = {"inverted": (1, 0), "shifted": (1, 2)}[inside]
+    metal = np.where(out[:, None], position[0], position[metal_at])
+    chalcogen = np.where(out[:, None], position[1], position[chalcogen_at])
+    y, x = np.mgrid[0:size, 0:size]
+    image = np.zeros((size, size))
+    for xy, height in ((metal, 1.0), (chalcogen, 0.45)):
+        xy = xy[(xy > -5).all(1) & (xy < size + 5).all(1)]
+        for cx, cy in xy:
+            image += height * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * (0.12 * a_px) ** 2))
+    image += np.random.default_rng(seed).normal(0, 0.08, image.shape)
+    seen = (metal >= 0).all(1) & (metal <= size - 1).all(1)
+    return image, metal[seen], np.abs(rim[seen])
+
+
+@pytest.mark.parametrize("inside", ["inverted", "shifted"])
+def test_sublattices_are_named_domain_by_domain(inside):
+    a_px, size = 16.0, 256
+    image, metal, rim = _mx2_with_domain(a_px, size, inside)
+    grid = locate_sites(image, sublattices=("M", "X"), first_is_brighter=True, expected_a_px=a_px)
+    distance, nearest = cKDTree(np.column_stack([grid.x_px, grid.y_px])).query(metal)
+    clear = rim > 1.5 * a_px  # away from the domain wall
+    assert (distance[clear] < 0.2 * a_px).all()  # every metal column on both sides is a site
+    assert (grid.sublattice[nearest[clear]] == "M").all()  # and is named the metal on both
+    back, _ = cKDTree(metal).query(np.column_stack([grid.x_px, grid.y_px]))
+    named_m = grid.sublattice == "M"
+    assert (back[named_m] < 0.2 * a_px).mean() >= 0.97  # hollows and chalcogen pairs are not called metal

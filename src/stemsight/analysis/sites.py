@@ -77,21 +77,47 @@ def locate_sites(
         return _median_at(smooth, field.predict(_cells(lattice, [offset], ny, nx)[0]))
 
     partners = [(first + np.array(d)) % 1.0 for d in ((1 / 3, 2 / 3), (2 / 3, 1 / 3))]
-    values = [median_on(o) for o in partners]
-    k = int(np.argmax(values))
-    offsets = [first, partners[k]]
-    if (median_on(first) >= values[k]) != first_is_brighter:
-        offsets = offsets[::-1]
-    # 3. every site of both sublattices, the field relearnt from all matched peaks, then refined
+    offsets = [first, partners[int(np.argmax([median_on(o) for o in partners]))]]
     field.learn(peaks, offsets, image.shape)
-    ideal, which = _cells(lattice, offsets, ny, nx)
-    predicted = field.predict(ideal)
-    names = np.array([sublattices[0], sublattices[-1]], dtype=object)[which]
+    # 3. every cell's two columns, named region by region, then refined
+    predicted, bright = _columns_by_region(smooth, lattice, field, [first, *partners], a_px)
+    names = np.where(bright == first_is_brighter, sublattices[0], sublattices[-1]).astype(object)
     inside = (predicted[:, 0] >= -0.5) & (predicted[:, 0] <= nx - 0.5) \
         & (predicted[:, 1] >= -0.5) & (predicted[:, 1] <= ny - 0.5)
     predicted, names = predicted[inside], names[inside]
     refined, occupied = _refine(smooth, predicted, names, a_px)
     return SiteGrid(refined[:, 0], refined[:, 1], names, occupied, lattice)
+
+
+def _columns_by_region(smooth: np.ndarray, lattice: Lattice, field: _Field, offsets: list[np.ndarray],
+                       a_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two of a honeycomb's three cell positions that hold columns, chosen cell by cell.
+
+    offsets: the three positions (fractional, (2,) each). Each cell votes for its brightest and its
+    dimmest position (by column height); the votes are smoothed over the neighbouring cells (Gaussian,
+    σ = a) and a cell keeps the locally most voted brightest position and the other position that the
+    fewest call dimmest (the hollow is dropped). Inversion domains (60° grains, whose metal columns sit
+    where the rest of the film has chalcogen pairs) and grains shifted onto the hollows are thus named by
+    what they show, while a vacancy or dopant only casts its own cell's vote. Returns positions (N, 2),
+    the brighter kept position of every cell first, and bright (N,) bool.
+    """
+    ny, nx = smooth.shape
+    cells = _cell_indices(lattice, ny, nx)
+    xy = np.stack([field.predict(lattice.cartesian(cells + o)) for o in offsets])  # (3, K, 2)
+    height = np.stack([_column_heights(smooth, p, a_px) for p in xy], axis=1)  # (K, 3)
+    inside = ((xy[..., 0] >= 0) & (xy[..., 0] <= nx - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= ny - 1)).all(0)
+    cell = np.arange(len(cells))
+    votes = np.zeros((len(cells), 6))
+    votes[cell, height.argmax(1)] = 1.0
+    votes[cell, 3 + height.argmin(1)] = 1.0
+    local = _smooth_values(xy[0], xy[0][inside], votes[inside], a_px)
+    bright = local[:, :3].argmax(1)
+    dimmest = local[:, 3:].copy()
+    dimmest[cell, bright] = -np.inf
+    hollow = dimmest.argmax(1)
+    dim = 3 - bright - hollow
+    positions = np.concatenate([xy[bright, cell], xy[dim, cell]])
+    return positions, np.repeat([True, False], len(cells))
 
 
 class _Field:
@@ -119,19 +145,25 @@ class _Field:
             self.where, self.shift = ideal[index[near]], peaks[near] - ideal[index[near]]
 
 
-def _cells(lattice: Lattice, offsets, ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ideal positions (N, 2) of every site of the sublattices at `offsets` within one lattice constant
-    of an (ny, nx) image, and the index of each one's sublattice (N,)."""
+def _cell_indices(lattice: Lattice, ny: int, nx: int) -> np.ndarray:
+    """(K, 2) integer (u, v) of the cells whose origin lies within one lattice constant of an (ny, nx)
+    image."""
     corners = np.array([[-1, -1], [nx, -1], [-1, ny], [nx, ny]], np.float64)
     uv = lattice.fractional(corners)
     lo, hi = np.floor(uv.min(0)) - 2, np.ceil(uv.max(0)) + 2
     u, v = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
-    cells = np.column_stack([u.ravel(), v.ravel()])
-    xy = np.concatenate([lattice.cartesian(cells + o) for o in offsets])
-    which = np.repeat(np.arange(len(offsets)), len(cells))
+    cells = np.column_stack([u.ravel(), v.ravel()]).astype(np.int64)
+    xy = lattice.cartesian(cells)
     m = lattice.a_px
-    keep = (xy[:, 0] > -m) & (xy[:, 0] < nx + m) & (xy[:, 1] > -m) & (xy[:, 1] < ny + m)
-    return xy[keep], which[keep]
+    return cells[(xy[:, 0] > -m) & (xy[:, 0] < nx + m) & (xy[:, 1] > -m) & (xy[:, 1] < ny + m)]
+
+
+def _cells(lattice: Lattice, offsets, ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ideal positions (N, 2) of the sites at `offsets` of every cell within one lattice constant of an
+    (ny, nx) image, and the index of each one's offset (N,)."""
+    cells = _cell_indices(lattice, ny, nx)
+    xy = np.concatenate([lattice.cartesian(cells + o) for o in offsets])
+    return xy, np.repeat(np.arange(len(offsets)), len(cells))
 
 
 def _median_at(smooth: np.ndarray, xy: np.ndarray) -> float:
@@ -172,21 +204,46 @@ def _circular_mean(frac: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 
 def _smooth_field(at: np.ndarray, where: np.ndarray, shift: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-weighted mean of `shift` (M, 2) measured at `where` (M, 2), evaluated at `at` (N, 2), over
-    the measurements within 3 σ; the median shift where there are none."""
+    """Gaussian-weighted mean of `shift` (M, 2) measured at `where` (M, 2), evaluated at `at` (N, 2)."""
+    return _smooth_values(at, where, shift, sigma)
+
+
+def _smooth_values(at: np.ndarray, where: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-weighted mean of `values` (M, C) measured at `where` (M, 2), evaluated at `at` (N, 2),
+    over the measurements within 3 σ; their median where there are none."""
     from scipy.spatial import cKDTree
 
     if len(where) == 0:
-        return np.zeros_like(at)
+        return np.zeros((len(at), values.shape[1]))
     pairs = cKDTree(at).sparse_distance_matrix(cKDTree(where), 3 * sigma, output_type="ndarray")
     rows, cols = pairs["i"], pairs["j"]
     weights = np.exp(-pairs["v"] ** 2 / (2 * sigma**2))
     total = np.bincount(rows, weights, minlength=len(at))
-    out = np.stack([np.bincount(rows, weights * shift[cols, k], minlength=len(at)) for k in (0, 1)], axis=1)
+    out = np.stack([np.bincount(rows, weights * values[cols, k], minlength=len(at))
+                    for k in range(values.shape[1])], axis=1)
     empty = total == 0
     out[~empty] /= total[~empty, None]
-    out[empty] = np.median(shift, axis=0)
+    out[empty] = np.median(values, axis=0)
     return out
+
+
+def _column_heights(smooth: np.ndarray, xy: np.ndarray, a_px: float) -> np.ndarray:
+    """(N,) heights of the columns at `xy` (N, 2): the value there above the lowest within 0.45 a."""
+    from scipy.ndimage import map_coordinates
+
+    dx, dy = _disk(0.45 * a_px)
+    centre = map_coordinates(smooth, [xy[:, 1], xy[:, 0]], order=1, mode="nearest")
+    ring = map_coordinates(smooth, [(xy[:, 1, None] + dy[None]).ravel(), (xy[:, 0, None] + dx[None]).ravel()],
+                           order=1, mode="nearest").reshape(len(xy), len(dx))
+    return centre - ring.min(1)
+
+
+def _disk(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets (dx, dy) within `radius` pixels of the origin."""
+    r = int(np.ceil(radius))
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    inside = (dx**2 + dy**2) <= radius**2
+    return dx[inside].astype(np.float64), dy[inside].astype(np.float64)
 
 
 def _refine(smooth: np.ndarray, xy: np.ndarray, names: np.ndarray, a_px: float):
@@ -198,26 +255,18 @@ def _refine(smooth: np.ndarray, xy: np.ndarray, names: np.ndarray, a_px: float):
     """
     from scipy.ndimage import map_coordinates
 
-    def disk(radius: float) -> tuple[np.ndarray, np.ndarray]:
-        r = int(np.ceil(radius))
-        dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
-        inside = (dx**2 + dy**2) <= radius**2
-        return dx[inside].astype(np.float64), dy[inside].astype(np.float64)
-
     def sample(at: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows, cols = at[:, 1, None] + dy[None], at[:, 0, None] + dx[None]
         values = map_coordinates(smooth, [rows.ravel(), cols.ravel()], order=1, mode="nearest")
         return values.reshape(rows.shape), rows, cols
 
-    centre = map_coordinates(smooth, [xy[:, 1], xy[:, 0]], order=1, mode="nearest")
-    ring, _, _ = sample(xy, *disk(0.45 * a_px))
-    height = centre - ring.min(1)
+    height = _column_heights(smooth, xy, a_px)
     occupied = np.zeros(len(xy), bool)
     for name in np.unique(names):
         k = names == name
         occupied[k] = height[k] > 0.35 * np.median(height[k])
     out = xy.copy()
-    dx, dy = disk(0.2 * a_px)
+    dx, dy = _disk(0.2 * a_px)
     for _ in range(2):
         values, rows, cols = sample(out, dx, dy)
         weights = np.clip(values - values.min(1, keepdims=True), 0, None) ** 2
