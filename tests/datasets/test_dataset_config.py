@@ -98,6 +98,8 @@ BAD = [
     (_with(images_per_case=0), "images_per_case"),
     (_with(realism={"jitter_px": [0, 1]}), "realism"),
     (_with(fractions={"D_M": 2.0}), "fractions.D_M"),
+    (_with(fractions={"D_X": [0.5, 0.1]}), "fractions.D_X: need 0 <= low <= high <= 1"),
+    (_with(fractions={"D_X": [0.1, 0.2, 0.3]}), "fractions.D_X: a range is [low, high]"),
 ]
 
 

@@ -12,7 +12,15 @@ from stemsight.core.errors import InputError
 from stemsight.datasets.config import load_config
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, context_vector
 from stemsight.datasets.patches import extract_patches, normalise_to_sites
-from stemsight.datasets.units import SUBLATTICES, case_fractions, simulate_unit, unit_case, unit_seeds
+from stemsight.datasets.config import config_from_dict
+from stemsight.datasets.units import (
+    SUBLATTICES,
+    case_fractions,
+    draw_fractions,
+    simulate_unit,
+    unit_case,
+    unit_seeds,
+)
 
 TINY = Path(__file__).resolve().parents[2] / "examples/datasets/tiny.yaml"
 
@@ -134,6 +142,31 @@ def test_case_fractions_keep_only_labels_the_case_can_have():
     assert case_fractions(fractions, _ctx(dopant="Se")) == {"D_X": 0.02, "V_X": 0.01}
     assert case_fractions(fractions, _ctx()) == {"V_X": 0.01}
     assert case_fractions(fractions, _ctx(host="graphene", dopant="Si")) == {"V": 0.01, "C:D": 0.02}
+
+
+def test_fraction_ranges_are_drawn_per_image_and_numbers_draw_nothing():
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert draw_fractions({"V_X": 0.02}, rng) == {"V_X": 0.02}
+    assert rng.bit_generator.state == state  # fixed fractions leave the generator (and old stores) as they were
+    drawn = [draw_fractions({"D_X": (0.1, 0.6), "V_X": 0.02}, rng) for _ in range(200)]
+    values = np.array([d["D_X"] for d in drawn])
+    assert (values >= 0.1).all() and (values <= 0.6).all() and values.std() > 0.1
+    assert {d["V_X"] for d in drawn} == {0.02}
+
+
+def test_a_fraction_range_gives_each_image_its_own_share_of_dopants():
+    data = load_config(TINY).to_dict()
+    data["fractions"] = {"D_M": [0.0, 0.5]}
+    config = config_from_dict(data)
+    assert config.to_dict()["fractions"] == {"D_M": [0.0, 0.5]}  # round-trips as a list
+    shares = []
+    for unit in range(config.images_per_case):  # the images of the first (doped) case
+        arrays = simulate_unit(config, unit)
+        metal = arrays["sublattice"] == SUBLATTICES.index("M")
+        shares.append(float(np.mean(arrays["label"][metal] == ALL_LABELS.index("D_M"))))
+    assert unit_case(config, 0)[0].dopant is not None
+    assert max(shares) - min(shares) > 0.05 and max(shares) <= 0.5
 
 
 def test_unit_seeds_depend_on_case_and_image_only():

@@ -22,7 +22,8 @@ YAML keys (see `examples/datasets/tiny.yaml`)::
       detector_mrad: [[80, 200]]
       pixel_size_a: [0.12]
     dose_e_per_a2: [1.0e4, 1.0e6]   # log-uniform per image; one number fixes it; null: no shot noise
-    fractions: default              # or {D_M: 0.03, V_X: 0.02, ...}; labels a case cannot have are skipped
+    fractions: default              # or {D_M: 0.03, V_X: 0.02, ...}; labels a case cannot have are skipped;
+                                    # [low, high]: uniform per image (alloys, Janus layers: D_X: [0, 0.6])
     realism: default                # default | off | {source_fwhm_a: [0.3, 0.8], ...} (RealismRanges)
     splits:
       validation: {dopants: [Nb]}
@@ -140,7 +141,8 @@ class DatasetConfig:
     """A resolved case grid (see the module docstring for the meaning of each field).
 
     dose_e_per_a2: (low, high) of the log-uniform per-image dose (low == high fixes it), or None.
-    fractions: defect label -> fraction of its sublattice, or None for `default_fractions`.
+    fractions: defect label -> fraction of its sublattice, or (low, high) drawn uniformly per image; None
+    for `default_fractions`.
     realism: 'default', 'off' or a mapping of `RealismRanges` fields.
     """
 
@@ -154,7 +156,7 @@ class DatasetConfig:
     hosts: tuple[HostEntry, ...]
     conditions: tuple[Condition, ...]
     dose_e_per_a2: tuple[float, float] | None
-    fractions: Mapping[str, float] | None
+    fractions: Mapping[str, float | tuple[float, float]] | None
     realism: str | Mapping[str, tuple[float, float]]
     splits: Mapping[str, SplitRule]
     build_splits: tuple[str, ...] = SPLITS
@@ -194,7 +196,9 @@ class DatasetConfig:
                 for c in self.conditions
             ],
             "dose_e_per_a2": None if self.dose_e_per_a2 is None else list(self.dose_e_per_a2),
-            "fractions": "default" if self.fractions is None else dict(self.fractions),
+            "fractions": "default" if self.fractions is None else {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.fractions.items()
+            },
             "realism": self.realism if isinstance(self.realism, str) else {
                 k: list(v) for k, v in self.realism.items()
             },
@@ -441,12 +445,20 @@ def _dose(value: Any) -> tuple[float, float] | None:
     return (low, high)
 
 
-def _fractions(value: Any) -> Mapping[str, float] | None:
+def _fractions(value: Any) -> Mapping[str, float | tuple[float, float]] | None:
     if value == "default":
         return None
     fractions = _mapping(value, "fractions")
-    out = {}
+    out: dict[str, float | tuple[float, float]] = {}
     for key, v in fractions.items():
+        if isinstance(v, (list, tuple)):
+            if len(v) != 2:
+                raise InputError(f"fractions.{key}: a range is [low, high], got {len(v)} numbers")
+            low, high = (_number(x, f"fractions.{key}") for x in v)
+            if not 0 <= low <= high <= 1:
+                raise InputError(f"fractions.{key}: need 0 <= low <= high <= 1, got [{low:g}, {high:g}]")
+            out[str(key)] = (low, high)
+            continue
         f = _number(v, f"fractions.{key}")
         if not 0 <= f <= 1:
             raise InputError(f"fractions.{key}: must be in [0, 1], got {f}")

@@ -7,6 +7,7 @@ index and the image index, so the result never depends on which worker ran it or
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +43,10 @@ def sample_dose(config: DatasetConfig, rng: np.random.Generator) -> float | None
     return float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else low
 
 
-def case_fractions(fractions: Mapping[str, float] | None, context: ImagingContext) -> dict[str, float]:
+def case_fractions(fractions: Mapping[str, Any] | None, context: ImagingContext) -> dict[str, Any]:
     """The config's defect fractions that apply to this case: labels of another lattice family and
-    dopant labels of a case without a dopant on that sublattice are dropped; None gives the defaults."""
+    dopant labels of a case without a dopant on that sublattice are dropped; None gives the defaults.
+    Ranges (low, high) are passed on as they are (`draw_fractions` resolves them per image)."""
     from stemsight.datasets.simulate import default_fractions
 
     if fractions is None:
@@ -66,6 +68,12 @@ def case_fractions(fractions: Mapping[str, float] | None, context: ImagingContex
     return out
 
 
+def draw_fractions(fractions: Mapping[str, Any], rng: np.random.Generator) -> dict[str, float]:
+    """Each (low, high) range of `fractions` drawn uniformly from `rng`, in key order; numbers as they are
+    (and no draw, so a config without ranges consumes no randomness here)."""
+    return {k: float(rng.uniform(*v)) if isinstance(v, tuple) else v for k, v in fractions.items()}
+
+
 def simulate_unit(config: DatasetConfig, unit: int) -> dict[str, np.ndarray]:
     """Simulate work unit `unit` → arrays of its image and its N sites.
 
@@ -78,13 +86,14 @@ def simulate_unit(config: DatasetConfig, unit: int) -> dict[str, np.ndarray]:
     case, _ = unit_case(config, unit)
     seed, dose_rng = unit_seeds(config, unit)
     context = case.context(sample_dose(config, dose_rng))
+    fractions = draw_fractions(case_fractions(config.fractions, context), dose_rng)
     pixel = case.condition.pixel_size_a
     item = simulate_labelled_image(
         SimulationRequest(
             context=context,
             size_a=config.image_size_px * pixel,
             phase=case.phase,
-            fractions=case_fractions(config.fractions, context),
+            fractions=fractions,
             engine=config.engine,
             realism=config.realism_ranges(),
             seed=seed,
