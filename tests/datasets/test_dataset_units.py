@@ -9,10 +9,9 @@ import pytest
 
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
-from stemsight.datasets.config import load_config
+from stemsight.datasets.config import config_from_dict, load_config
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, context_vector
 from stemsight.datasets.patches import extract_patches, normalise_to_sites
-from stemsight.datasets.config import config_from_dict
 from stemsight.datasets.units import (
     SUBLATTICES,
     case_fractions,
@@ -148,7 +147,7 @@ def test_fraction_ranges_are_drawn_per_image_and_numbers_draw_nothing():
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
     assert draw_fractions({"V_X": 0.02}, rng) == {"V_X": 0.02}
-    assert rng.bit_generator.state == state  # fixed fractions leave the generator (and old stores) as they were
+    assert rng.bit_generator.state == state  # fixed fractions leave the generator (old stores) untouched
     drawn = [draw_fractions({"D_X": (0.1, 0.6), "V_X": 0.02}, rng) for _ in range(200)]
     values = np.array([d["D_X"] for d in drawn])
     assert (values >= 0.1).all() and (values <= 0.6).all() and values.std() > 0.1
