@@ -6,10 +6,12 @@ cell of the field of view then gets one site per sublattice, occupied or not. Sc
 are followed by a smooth displacement field (the Gaussian-weighted mean offset of nearby matched peaks),
 and sites with an atom on them are refined to sub-pixel precision on the image itself.
 
-Sublattice naming: in an MX2 the metal and chalcogen columns sit at cell positions (0, 0) and ±(1/3, 2/3);
-which cluster is the metal is decided by the context (the cross sections say whether a metal column is
-brighter or dimmer than a chalcogen pair). Graphene's two positions are both `C`; in hBN the brighter
-is N.
+Sublattice naming: of a honeycomb cell's three positions, (0, 0), (1/3, 2/3) and (2/3, 1/3), two hold
+columns and one is the hollow, and which is which can change across the field (inversion domains,
+grains behind mirror-twin boundaries). Each region keeps the two positions its cells show columns on;
+whether the brighter is the metal is decided by the context (the cross sections say whether a metal
+column is brighter or dimmer than a chalcogen pair). Graphene's two positions are both `C`; in hBN the
+brighter is N.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class _Field:
 
     def predict(self, ideal: np.ndarray) -> np.ndarray:
         """(N, 2) ideal positions → where the columns are expected, distortion included."""
-        return ideal + _smooth_field(ideal, self.where, self.shift, _FIELD_SIGMA * self.a_px)
+        return ideal + _smooth_values(ideal, self.where, self.shift, _FIELD_SIGMA * self.a_px)
 
     def learn(self, peaks: np.ndarray, offsets: list[np.ndarray], shape: tuple[int, ...]) -> None:
         """Match each peak to the nearest predicted site (within 0.3 a; twice, so the field can follow
@@ -201,11 +203,6 @@ def _circular_mean(frac: np.ndarray, centre: np.ndarray) -> np.ndarray:
     d = (frac - centre + 0.5) % 1.0 - 0.5
     near = np.hypot(d[:, 0], d[:, 1]) < 0.12
     return (centre + (d[near].mean(0) if near.any() else 0.0)) % 1.0
-
-
-def _smooth_field(at: np.ndarray, where: np.ndarray, shift: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-weighted mean of `shift` (M, 2) measured at `where` (M, 2), evaluated at `at` (N, 2)."""
-    return _smooth_values(at, where, shift, sigma)
 
 
 def _smooth_values(at: np.ndarray, where: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
