@@ -25,6 +25,9 @@ from stemsight.core.errors import InputError
 
 _FIELD_SIGMA = 1.5
 """Width (lattice constants) of the Gaussian that smooths the displacement field."""
+_FIELD_PRIOR = 1.0
+"""Weight (in cells) of the whole field's votes when a region's columns are named (a full neighbourhood
+weighs about 7 cells)."""
 
 
 @dataclass(frozen=True)
@@ -97,22 +100,28 @@ def _columns_by_region(smooth: np.ndarray, lattice: Lattice, field: _Field, offs
 
     offsets: the three positions (fractional, (2,) each). Each cell votes for its brightest and its
     dimmest position (by column height); the votes are smoothed over the neighbouring cells (Gaussian,
-    σ = a) and a cell keeps the locally most voted brightest position and the other position that the
-    fewest call dimmest (the hollow is dropped). Inversion domains (60° grains, whose metal columns sit
-    where the rest of the film has chalcogen pairs) and grains shifted onto the hollows are thus named by
-    what they show, while a vacancy or dopant only casts its own cell's vote. Returns positions (N, 2),
-    the brighter kept position of every cell first, and bright (N,) bool.
+    σ = a, plus the whole field's votes with the weight of one cell) and a cell keeps the locally most
+    voted brightest position and the other position that the fewest call dimmest (the hollow is dropped).
+    Inversion domains (60° grains, whose metal columns sit where the rest of the film has chalcogen
+    pairs) and grains shifted onto the hollows are thus named by what they show, while a vacancy or
+    dopant only casts its own cell's vote. Returns positions (N, 2), the brighter kept position of every
+    cell first, and bright (N,) bool.
     """
     ny, nx = smooth.shape
     cells = _cell_indices(lattice, ny, nx)
     xy = np.stack([field.predict(lattice.cartesian(cells + o)) for o in offsets])  # (3, K, 2)
     height = np.stack([_column_heights(smooth, p, a_px) for p in xy], axis=1)  # (K, 3)
     inside = ((xy[..., 0] >= 0) & (xy[..., 0] <= nx - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= ny - 1)).all(0)
+    if not inside.any():  # a field smaller than a cell: every cell votes
+        inside[:] = True
     cell = np.arange(len(cells))
     votes = np.zeros((len(cells), 6))
     votes[cell, height.argmax(1)] = 1.0
     votes[cell, 3 + height.argmin(1)] = 1.0
-    local = _smooth_values(xy[0], xy[0][inside], votes[inside], a_px)
+    # the whole field's votes count as _FIELD_PRIOR cells more, so that the few cells at an edge or corner
+    # do not name their region against the rest of the film on noise alone
+    sums, total = _gaussian_sums(xy[0], xy[0][inside], votes[inside], a_px)
+    local = (sums + _FIELD_PRIOR * votes[inside].mean(0)) / (total + _FIELD_PRIOR)[:, None]
     bright = local[:, :3].argmax(1)
     dimmest = local[:, 3:].copy()
     dimmest[cell, bright] = -np.inf
@@ -208,20 +217,28 @@ def _circular_mean(frac: np.ndarray, centre: np.ndarray) -> np.ndarray:
 def _smooth_values(at: np.ndarray, where: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-weighted mean of `values` (M, C) measured at `where` (M, 2), evaluated at `at` (N, 2),
     over the measurements within 3 σ; their median where there are none."""
-    from scipy.spatial import cKDTree
-
     if len(where) == 0:
         return np.zeros((len(at), values.shape[1]))
+    sums, total = _gaussian_sums(at, where, values, sigma)
+    empty = total == 0
+    sums[~empty] /= total[~empty, None]
+    sums[empty] = np.median(values, axis=0)
+    return sums
+
+
+def _gaussian_sums(at: np.ndarray, where: np.ndarray, values: np.ndarray,
+                   sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Σ w·values (N, C) and Σ w (N,) at `at` (N, 2) over the `values` (M, C) measured at `where` (M, 2)
+    within 3 σ, w = exp(−d²/2σ²)."""
+    from scipy.spatial import cKDTree
+
     pairs = cKDTree(at).sparse_distance_matrix(cKDTree(where), 3 * sigma, output_type="ndarray")
     rows, cols = pairs["i"], pairs["j"]
     weights = np.exp(-pairs["v"] ** 2 / (2 * sigma**2))
     total = np.bincount(rows, weights, minlength=len(at))
-    out = np.stack([np.bincount(rows, weights * values[cols, k], minlength=len(at))
-                    for k in range(values.shape[1])], axis=1)
-    empty = total == 0
-    out[~empty] /= total[~empty, None]
-    out[empty] = np.median(values, axis=0)
-    return out
+    sums = np.stack([np.bincount(rows, weights * values[cols, k], minlength=len(at))
+                     for k in range(values.shape[1])], axis=1)
+    return sums, total
 
 
 def _column_heights(smooth: np.ndarray, xy: np.ndarray, a_px: float) -> np.ndarray:
