@@ -29,7 +29,8 @@ def unit_case(config: DatasetConfig, unit: int) -> tuple[Case, int]:
 
 
 def unit_seeds(config: DatasetConfig, unit: int) -> tuple[int, np.random.Generator]:
-    """(simulation seed, dose generator) of a unit, spawned from the master seed by (case, image)."""
+    """(simulation seed, generator of the per-image dose and fraction draws) of a unit, spawned from the
+    master seed by (case, image)."""
     case, image = unit_case(config, unit)
     sim, dose = np.random.SeedSequence(config.seed, spawn_key=(case.index, image)).spawn(2)
     return int(sim.generate_state(1, np.uint64)[0] >> np.uint64(1)), np.random.default_rng(dose)
