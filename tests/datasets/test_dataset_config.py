@@ -100,6 +100,7 @@ BAD = [
     (_with(fractions={"D_M": 2.0}), "fractions.D_M"),
     (_with(fractions={"D_X": [0.5, 0.1]}), "fractions.D_X: need 0 <= low <= high <= 1"),
     (_with(fractions={"D_X": [0.1, 0.2, 0.3]}), "fractions.D_X: a range is [low, high]"),
+    (_with(fractions={"D_X": [0.0, 0.7], "V_X": 0.4}), "chalcogen sublattice's defects can add up to 1.1"),
 ]
 
 

@@ -463,7 +463,23 @@ def _fractions(value: Any) -> Mapping[str, float | tuple[float, float]] | None:
         if not 0 <= f <= 1:
             raise InputError(f"fractions.{key}: must be in [0, 1], got {f}")
         out[str(key)] = f
+    _check_fraction_sums(out)
     return out
+
+
+def _check_fraction_sums(fractions: Mapping[str, float | tuple[float, float]]) -> None:
+    """Refuse fractions (the highs of ranges) of one sublattice that can add up to more than 1."""
+    from stemsight.core.labels import CHALCOGEN_LABELS, METAL_LABELS
+
+    totals: dict[str, float] = {}
+    for key, value in fractions.items():
+        sub, _, label = key.rpartition(":")
+        group = sub or ("metal" if label in METAL_LABELS else "chalcogen" if label in CHALCOGEN_LABELS
+                        else "single-element")
+        totals[group] = totals.get(group, 0.0) + (value[1] if isinstance(value, tuple) else value)
+    for group, total in totals.items():
+        if total > 1 + 1e-9:
+            raise InputError(f"fractions: the {group} sublattice's defects can add up to {total:g} > 1")
 
 
 def _realism(value: Any) -> str | Mapping[str, tuple[float, float]]:
