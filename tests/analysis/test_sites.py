@@ -92,19 +92,21 @@ def test_every_site_is_found_empty_ones_included(host, dopant, pixel, size, seed
     assert (grid.occupied[nearest[found]] == ~empty[found]).mean() >= 0.98
 
 
-def _mx2_with_domain(a_px: float, size: int, inside: str, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """A noisy MX2-like honeycomb (metal columns of height 1, chalcogen pairs 0.45) with a round domain of
-    radius size/4 in the middle: an inversion domain (`inside='inverted'`: metal and chalcogen swap
-    places) or a grain shifted by a third of a cell (`'shifted'`: the metal sits on the surrounding
-    film's chalcogen sites, the chalcogen on its hollows). Returns the image (size, size), the true metal
-    positions (N, 2) (x, y) and their distance from the domain's rim (N,)."""
+def _mx2_with_domain(a_px: float, size: int, inside: str, shape: str,
+                     seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A noisy MX2-like honeycomb (metal columns of height 1, chalcogen pairs 0.45) with a domain, round
+    (`shape='round'`, radius size/4 in the middle) or the right half (`'half'`): an inversion domain
+    (`inside='inverted'`: metal and chalcogen swap places) or a grain shifted by a third of a cell
+    (`'shifted'`: the metal sits on the surrounding film's chalcogen sites, the chalcogen on its hollows).
+    Returns the image (size, size), the true metal positions (N, 2) (x, y) and their distance from the
+    domain wall (N,)."""
     a1 = a_px * np.array([1.0, 0.0])
     a2 = a_px * np.array([-0.5, math.sqrt(3) / 2])
     n = int(2 * size / a_px) + 4
     i, j = np.meshgrid(np.arange(-n, n), np.arange(-n, n))
     cell = i.ravel()[:, None] * a1 + j.ravel()[:, None] * a2 + 0.3 * a_px
     position = [cell, cell + a1 / 3 + 2 * a2 / 3, cell + 2 * a1 / 3 + a2 / 3]  # A, B and the hollow C
-    rim = np.hypot(*(cell - size / 2).T) - size / 4
+    rim = np.hypot(*(cell - size / 2).T) - size / 4 if shape == "round" else size / 2 - cell[:, 0]
     out = rim > 0
     metal_at, chalcogen_at = {"inverted": (1, 0), "shifted": (1, 2)}[inside]
     metal = np.where(out[:, None], position[0], position[metal_at])
@@ -120,10 +122,15 @@ def _mx2_with_domain(a_px: float, size: int, inside: str, seed: int = 0) -> tupl
     return image, metal[seen], np.abs(rim[seen])
 
 
+@pytest.mark.parametrize("shape", ["round", "half"])
 @pytest.mark.parametrize("inside", ["inverted", "shifted"])
-def test_sublattices_are_named_domain_by_domain(inside):
+def test_sublattices_are_named_domain_by_domain(inside, shape):
+    # a domain as large as the rest of the film splits the first-order spots of the power spectrum; the
+    # lattice comes out right from the second-order ones
     a_px, size = 16.0, 256
-    image, metal, rim = _mx2_with_domain(a_px, size, inside)
+    image, metal, rim = _mx2_with_domain(a_px, size, inside, shape)
+    basis = measure_lattice(image, expected_a_px=a_px, second_order=True).basis
+    np.testing.assert_allclose(np.linalg.norm(basis, axis=1), a_px, rtol=0.003)
     grid = locate_sites(image, sublattices=("M", "X"), first_is_brighter=True, expected_a_px=a_px)
     distance, nearest = cKDTree(np.column_stack([grid.x_px, grid.y_px])).query(metal)
     clear = rim > 1.5 * a_px  # away from the domain wall
@@ -131,5 +138,6 @@ def test_sublattices_are_named_domain_by_domain(inside):
     assert (grid.sublattice[nearest[clear]] == "M").all()  # and is named the metal on both
     sites = np.column_stack([grid.x_px, grid.y_px])
     back, _ = cKDTree(metal).query(sites)
-    named_m = (grid.sublattice == "M") & (np.abs(np.hypot(*(sites - size / 2).T) - size / 4) > 1.5 * a_px)
+    wall = np.hypot(*(sites - size / 2).T) - size / 4 if shape == "round" else sites[:, 0] - size / 2
+    named_m = (grid.sublattice == "M") & (np.abs(wall) > 1.5 * a_px)
     assert (back[named_m] < 0.2 * a_px).all()  # hollows and chalcogen pairs are not called metal

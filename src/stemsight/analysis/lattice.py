@@ -18,6 +18,9 @@ from stemsight.core.errors import InputError
 _SPOT_TOLERANCE = 0.25
 """How far (relative to |g|) a first-order spot may sit from the 60° rotation of the strongest one (scan
 distortion stretches one axis)."""
+_SECOND_ORDER_TOLERANCE = 0.08
+"""How far (relative to |g|) the basis from the second-order spots may move the first-order one (split
+first-order spots of a field half covered by an inversion or shifted domain are off by 3–6 %)."""
 _SPOT_CONTRAST = 25.0
 """A lattice spot carries at least this many times the median power of the searched band (white noise
 alone reaches ~10× at its strongest of a few thousand pixels)."""
@@ -43,12 +46,16 @@ class Lattice:
         return np.asarray(uv, dtype=np.float64) @ self.basis
 
 
-def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None) -> Lattice:
+def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None,
+                    second_order: bool = False) -> Lattice:
     """Lattice basis of a hexagonal 2D crystal in `image` (ny, nx), from its power spectrum.
 
     expected_a_px: the lattice constant the calibration predicts (pixels); spots are then searched for
     between 0.6× and 1.6× its spatial frequency (a pixel size can be off by tens of percent), else over
-    every period from 4 px to a quarter of the image. InputError when no hexagonal set of spots is found.
+    every period from 4 px to a quarter of the image. second_order: take the basis from the √3|g| spots
+    when they stand out and agree (`_from_second_order`; for site location, which must not be sheared by
+    large domains; the calibration keeps the first order). InputError when no hexagonal set of spots is
+    found.
     """
     from scipy.ndimage import gaussian_filter, maximum_filter
 
@@ -93,8 +100,42 @@ def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None) ->
     if partner is None or not strong[0]:
         raise InputError("image: no lattice found (no hexagonal set of spots in its Fourier transform)")
     g2 = _refine(spectrum, rows[order[partner]], cols[order[partner]], fx, fy)
+    if second_order:
+        g1, g2 = _from_second_order(spectrum, g1, g2, fx, fy, floor)
     basis = np.linalg.inv(np.stack([g1, g2], axis=1))  # rows a1, a2 with a_i · g_j = δ_ij
     return Lattice(basis)
+
+
+def _from_second_order(spectrum: np.ndarray, g1: np.ndarray, g2: np.ndarray, fx: np.ndarray, fy: np.ndarray,
+                       floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(g1, g2) recomputed from the √3|g| spots s1 = g1 + g2 and s2 = 2 g1 − g2 (g1 = (s1 + s2)/3) when both
+    stand out in the spectrum; else unchanged.
+
+    A honeycomb's first-order spots change phase when a domain swaps its two sublattices or shifts them
+    onto the hollows (an inversion domain, a grain behind a mirror-twin boundary), so a field holding such
+    domains shows them split and off-centre; at s1 and s2 every such domain scatters in phase.
+    """
+    ny, nx = spectrum.shape
+    found = []
+    for target in (g1 + g2, 2 * g1 - g2):
+        row = round(float(target[1]) * ny) + ny // 2
+        col = round(float(target[0]) * nx) + nx // 2
+        if not (3 <= row < ny - 3 and 3 <= col < nx - 3):
+            return g1, g2
+        window = spectrum[row - 3:row + 4, col - 3:col + 4]
+        dr, dc = np.unravel_index(int(window.argmax()), window.shape)
+        row, col = row - 3 + int(dr), col - 3 + int(dc)
+        if spectrum[row, col] < _SPOT_CONTRAST * floor or not (2 <= row < ny - 2 and 2 <= col < nx - 2):
+            return g1, g2
+        found.append(_refine(spectrum, row, col, fx, fy))
+    s1, s2 = found
+    g1_new = (s1 + s2) / 3
+    g2_new = s1 - g1_new
+    # a weak second order can put a noise peak in the window: keep the first order unless they agree
+    moved = max(np.linalg.norm(g1_new - g1), np.linalg.norm(g2_new - g2))
+    if moved > _SECOND_ORDER_TOLERANCE * np.linalg.norm(g1):
+        return g1, g2
+    return g1_new, g2_new
 
 
 def _refine(spectrum: np.ndarray, row: int, col: int, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ def locate_sites(
     from scipy.ndimage import gaussian_filter
 
     image = np.asarray(image, dtype=np.float64)
-    lattice = measure_lattice(image, expected_a_px=expected_a_px)
+    lattice = measure_lattice(image, expected_a_px=expected_a_px, second_order=True)
     a_px = lattice.a_px
     smooth = gaussian_filter(image, max(0.6, 0.06 * a_px))
     peaks = _peaks(smooth, a_px)
