@@ -67,6 +67,11 @@ class PCAKNN:
         self._state: dict[str, np.ndarray] | None = None
         self._knn: Any = None
 
+    @property
+    def distance_weighted(self) -> int:
+        """The vote weighting as the state stores it: its index in `WEIGHTS` (0 uniform, 1 by 1/distance)."""
+        return WEIGHTS.index(self.weights)
+
     # -- fitting -----------------------------------------------------------------------------------------
     def fit(self, patterns: Any, labels: Any) -> PCAKNN:
         """Fit the PCA and the neighbour search on `patterns` (N, [C,] H, W), `labels` (N,); returns self."""
@@ -89,7 +94,7 @@ class PCAKNN:
             "n_classes": np.array(self.n_classes, dtype=np.int64),
             "pattern_shape": np.array(shape, dtype=np.int64),
             "in_channels": np.array(self.in_channels, dtype=np.int64),
-            "distance_weighted": np.array(int(self.weights == "distance"), dtype=np.int64),
+            "distance_weighted": np.array(self.distance_weighted, dtype=np.int64),
         }
         state["embeddings"] = _project(flat, state["mean"], state["components"])
         self._set_state(state)
@@ -169,7 +174,7 @@ class PCAKNN:
             "k": self.k,
             "n_classes": self.n_classes,
             "in_channels": self.in_channels,
-            "distance_weighted": int(self.weights == "distance"),
+            "distance_weighted": self.distance_weighted,
         }
         for key, value in own.items():
             if state[key].shape != () or int(state[key]) != value:

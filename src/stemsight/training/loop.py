@@ -189,15 +189,14 @@ def _train_epoch(model, dataset, sampler, optimizer, schedule, config, epoch, de
             patch = dihedral(patch, torch.randint(0, 8, (len(patch),), generator=augment_rng))
         if config.unknown_dose:
             context = forget_dose(context, dataset.context_features, config.unknown_dose, augment_rng)
-        label, context = batch["label"].to(device), context.to(device)
+        patch, context, sublattice = patch.to(device), context.to(device), batch["sublattice"].to(device)
+        label = batch["label"].to(device)
         if physics is not None:
-            logits, intensity, _ = model(patch.to(device), context, batch["sublattice"].to(device),
-                                         with_intensity=True)
+            logits, intensity, _ = model(patch, context, sublattice, with_intensity=True)
             loss = F.cross_entropy(logits, label) + config.intensity_loss * physics.intensity_error(
                 intensity, context, label)
         else:
-            logits = model(patch.to(device), context, batch["sublattice"].to(device))
-            loss = F.cross_entropy(logits, label)
+            loss = F.cross_entropy(model(patch, context, sublattice), label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
