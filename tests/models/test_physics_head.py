@@ -118,3 +118,38 @@ def test_the_context_cnn_never_names_a_dopant_the_context_does_not_have():
     dopant_codes = [ALL_LABELS.index(label) for label in ("D_M", "D_X", "D_2X")]
     assert np.all(probs[:, dopant_codes] == 0.0)
     assert np.allclose(probs.sum(1), 1.0)
+
+
+def test_the_filtered_reading_is_the_patch_intensity_the_expected_values_are_measured_with():
+    from stemsight.datasets.patches import site_intensities
+
+    model = create_model("context-cnn").eval()
+    inputs = model.example_inputs(5, generator=torch.Generator().manual_seed(1))
+    _, intensity, _ = model(**inputs, with_intensity=True)
+    numpy_reading = site_intensities(inputs["patch"][:, 0].numpy(), size_a=4.8)
+    np.testing.assert_allclose(intensity.detach().numpy(), numpy_reading, rtol=1e-5, atol=1e-6)
+    # the reading follows the patch: twice the patch, twice the reading
+    _, doubled, _ = model(**dict(inputs, patch=2 * inputs["patch"]), with_intensity=True)
+    np.testing.assert_allclose(doubled.detach().numpy(), 2 * numpy_reading, rtol=1e-5, atol=1e-6)
+    learned = create_model("context-cnn", intensity_filter_px=0).eval()
+    assert learned.physics.filter is None
+    with pytest.raises(ValueError, match="intensity_filter_px"):
+        create_model("context-cnn", intensity_filter_px=-1.0)
+
+
+def test_a_measured_reading_far_from_every_class_still_picks_the_nearest_but_is_not_overconfident():
+    context = _context("MoS2", "Re", "M")
+    head = IntensityLikelihood(4, **default_physics_indices(len(ALL_LABELS), len(CONTEXT_FEATURES)),
+                               patch_size_px=24, filter_sigma_px=1.5)
+    with torch.no_grad():
+        head.measure.weight.zero_()
+        head.measure.bias.fill_(-5.0)  # σ̂ at about its floor
+    sub = torch.tensor([SUBLATTICES.index("M")])
+    features = dict(zip(CONTEXT_FEATURES, context[0].tolist(), strict=True))
+    far = features["expected_D_M"] + 3.0  # far brighter than Re
+    logits = dict(zip(ALL_LABELS, head(torch.rand(1, 4), context, sub, patch=torch.full((1, 1, 24, 24), far))[0].detach()
+                      .tolist(), strict=True))
+    assert max(("M", "D_M", "V_M"), key=logits.get) == "D_M"
+    sigma = float(head.measured(torch.rand(1, 4), torch.zeros(1, 1, 24, 24))[1].detach())
+    gaussian_gap = 0.5 * ((far - features["expected_M"]) ** 2 - (far - features["expected_D_M"]) ** 2) / sigma**2
+    assert 0 < logits["D_M"] - logits["M"] < gaussian_gap / 100

@@ -130,9 +130,10 @@ def test_resume_continues_to_the_same_weights(store, tmp_path):
     assert "context-cnn" in saved and "data_digest" in saved
 
 
-def test_the_intensity_loss_changes_the_physics_head_and_only_with_a_physics_head(store, tmp_path):
-    plain = train(_config(store, tmp_path / "plain"), progress=False)
-    tied = train(_config(store, tmp_path / "tied", intensity_loss=1.0), progress=False)
+def test_the_intensity_loss_changes_a_learned_physics_head_and_only_that(store, tmp_path, capsys):
+    learned = {"intensity_filter_px": 0}  # Î learned from the features, not read off the patch
+    plain = train(_config(store, tmp_path / "plain", model_overrides=learned), progress=False)
+    tied = train(_config(store, tmp_path / "tied", intensity_loss=1.0, model_overrides=learned), progress=False)
     assert _weights(plain.out / "last") != _weights(tied.out / "last")
     assert tied.history[0]["train_loss"] != plain.history[0]["train_loss"]
     twin = train(_config(store, tmp_path / "twin", model="image-only"), progress=False)
@@ -141,6 +142,8 @@ def test_the_intensity_loss_changes_the_physics_head_and_only_with_a_physics_hea
     assert _weights(twin.out / "last") == _weights(twin_tied.out / "last")  # nothing to tie: ignored
     with pytest.raises(InputError, match="intensity_loss"):
         _config(store, tmp_path / "bad", intensity_loss=-1.0)
+    with pytest.raises(InputError, match="intensity_loss: .*reads its intensity off the patch"):
+        train(_config(store, tmp_path / "measured", intensity_loss=1.0), progress=False)
 
 
 def test_training_learns_the_sublattice_classes(store, tmp_path):
@@ -224,10 +227,10 @@ def test_evaluate_writes_metrics_for_both_twins(store, tmp_path, capsys):
     assert not (tmp_path / "e3").exists()
 
 
-def test_checkpoints_and_stores_of_another_intensity_scale_are_refused(store, tmp_path, capsys):
+def test_checkpoints_and_stores_of_another_intensity_scale_or_context_schema_are_refused(store, tmp_path, capsys):
     run = train(_config(store, tmp_path / "ctx"), progress=False).out
     ckpt = load_checkpoint(run / "best")
-    assert ckpt.meta["patch"]["normalisation"] == "sites-median-v2"
+    assert ckpt.meta["patch"]["normalisation"] == "sites-median-v3"
     meta_path = (run / "best").with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     meta["patch"]["normalisation"] = "percentile-1-99"  # what the first release cut patches on
@@ -238,6 +241,14 @@ def test_checkpoints_and_stores_of_another_intensity_scale_are_refused(store, tm
     err = capsys.readouterr().err.strip()
     assert "intensity scale 'percentile-1-99'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "e").exists()
+
+    meta["patch"]["normalisation"] = "sites-median-v3"
+    meta["context_schema"] = "stemsight.context.v1"  # expected intensities from cross sections
+    meta_path.write_text(json.dumps(meta))
+    assert main(["evaluate", "--data", str(store), "--split", "train", "--model", str(run),
+                 "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "context schema 'stemsight.context.v1'" in err and len(err.splitlines()) == 1
 
     old = tmp_path / "old.zarr"
     shutil.copytree(store, old)

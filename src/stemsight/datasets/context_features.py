@@ -1,10 +1,11 @@
 """The context vector: the imaging context as numbers a model can be conditioned on.
 
-Besides the raw conditions (scaled to order one) it carries physics: the ADF cross section of each
-element on the detector at the beam energy, and from them the intensity each site class is expected to
-have relative to the host's first sublattice (M in a TMD). These expected intensities are what lets a
-model extend to dopants and conditions it has not seen: a dopant it never met arrives as a number on the
-same scale as the ones it did.
+Besides the raw conditions (scaled to order one) it carries physics: the ADF cross sections of the host's
+and the dopant's elements on the detector at the beam energy, and the intensity each site class has in
+an image normalised to the host's first sublattice (M in a TMD), as the fast engine makes it
+(`datasets.expected_intensities`). These expected intensities are what lets a model extend to dopants and
+conditions it has not seen: a dopant it never met arrives as a number on the same scale as the ones it
+did.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import numpy as np
 from stemsight.core.context import ImagingContext
 from stemsight.core.elements import atomic_number
 from stemsight.core.labels import SINGLE_LABELS, TMD_LABELS
+from stemsight.datasets.expected_intensities import expected_intensities
 
-CONTEXT_SCHEMA = "stemsight.context.v1"
+CONTEXT_SCHEMA = "stemsight.context.v2"
+"""v2: the expected class intensities come from the fast engine (`datasets.expected_intensities`) instead
+of cross-section ratios."""
 ALL_LABELS = TMD_LABELS + SINGLE_LABELS
 """Every site label, in the order used by the stores and models (TMD labels, then single-lattice ones)."""
 
@@ -54,8 +58,8 @@ def context_vector(context: ImagingContext) -> np.ndarray:
     """(F,) float32 context vector of `context`, F = len(CONTEXT_FEATURES).
 
     Host sublattices a/b are (M, X) for a TMD, (B, N) for hBN and (C, C) for graphene. Expected class
-    intensities are cross-section sums relative to one host atom of sublattice a (an X2 column of a TMD is
-    two chalcogens, a vacancy is zero); entries of the other lattice family are zero.
+    intensities: `expected_intensities` (the first call for a new context simulates a small field, about
+    0.1–1 s; later calls are cached); entries of classes the context does not allow are zero.
     """
     host = context.host_spec
     subs = host.sublattices
@@ -88,21 +92,7 @@ def context_vector(context: ImagingContext) -> np.ndarray:
         math.log(s_d / s_a) if dopant else 0.0,
     ]
     expected = dict.fromkeys(ALL_LABELS, 0.0)
-    if host.family == "tmd":
-        expected.update(
-            M=1.0,
-            D_M=s_d / s_a,
-            X2=2 * s_b / s_a,
-            V_X=s_b / s_a,
-            D_X=(s_b + s_d) / s_a,
-            D_2X=2 * s_d / s_a,
-        )
-    else:
-        on = host.elements.get(context.dopant_site, a) if dopant else a
-        expected.update(H=1.0, D=(s_d / sigma(on)) if dopant else 0.0)
-    if dopant is None:
-        for label in ("D_M", "D_X", "D_2X"):
-            expected[label] = 0.0
+    expected.update(expected_intensities(context))
     vector = np.array(scalars + [expected[label] for label in ALL_LABELS], dtype=np.float32)
     return vector
 

@@ -1,14 +1,16 @@
 """Physics logits: the intensity a network reads off a site patch, against the intensity the context says
 each class should have.
 
-The context vector carries, for every label, the expected site intensity relative to the host's first
-sublattice (cross-section sums; `datasets.context_features`). `IntensityLikelihood` reads from the
-network's features one number per site, an intensity Î, with an uncertainty σ̂ (shot noise, neighbours,
-distortion), and scores each class k by −½((Î − μ_k)/σ̂)², a Gaussian log-likelihood added to the learned
-logits. The classes are thereby ordered by their expected intensities, so a dopant the model never saw
-enters at the place its cross section gives it. Trained through the classification loss alone, Î is free
-to drift from the cross-section scale; `intensity_error` (the training loop's `intensity_loss`) ties it to
-the expected intensity of each site's true class.
+The context vector carries, for every label, the intensity μ_k a site of that class has in the
+normalised image (`datasets.expected_intensities`: the fast engine's image read by a 0.3 Å Gaussian).
+`IntensityLikelihood` reads the same Gaussian off the patch, Î = Σ w·patch (the weights of
+`datasets.patches.site_intensity_weights`), takes an uncertainty σ̂ (shot noise, blur, neighbours,
+distortion) from the network's features, and scores each class k by the Student-t log-likelihood
+−(ν+1)/2·log(1 + ((Î − μ_k)/σ̂)²/ν), ν = 4, added to the learned logits. The classes are thereby ordered by the intensities they
+actually have, so a dopant the model never saw enters at the place the physics gives it. With
+`filter_sigma_px=0` Î is learned from the features too and the likelihood is Gaussian, −½((Î − μ_k)/σ̂)²;
+`intensity_error` (the training loop's `intensity_loss`) ties such an Î to the expected intensity of each
+site's true class.
 
 It also applies what the context rules out: a dopant class on a sublattice the context's dopant does not
 sit on (or any dopant class when there is no dopant) gets `MASKED_LOGIT`.
@@ -31,6 +33,9 @@ MASKED_LOGIT = -1e4
 
 _MIN_SIGMA = 0.02
 """Floor of σ̂ (intensity units of the host's first sublattice)."""
+_T_DOF = 4.0
+"""Degrees of freedom of the Student-t likelihood of a measured Î: near a class it scores like a Gaussian,
+far from every class its logits part only logarithmically, so one odd reading cannot dominate."""
 
 
 class IntensityLikelihood(nn.Module):
@@ -42,9 +47,17 @@ class IntensityLikelihood(nn.Module):
     """
 
     def __init__(self, in_features: int, expected_index: Sequence[int], dopant_flag_index: Sequence[int],
-                 dopant_labels: Sequence[int]) -> None:
+                 dopant_labels: Sequence[int], *, patch_size_px: int = 0, filter_sigma_px: float = 0.0) -> None:
         super().__init__()
-        self.measure = nn.Linear(in_features, 2)
+        self.filter: torch.Tensor | None
+        if filter_sigma_px <= 0:  # Î and σ̂ learned
+            self.measure = nn.Linear(in_features, 2)
+            self.register_buffer("filter", None, persistent=False)
+        else:  # Î measured, σ̂ learned
+            self.measure = nn.Linear(in_features, 1)
+            offsets = torch.arange(patch_size_px, dtype=torch.float64) - (patch_size_px - 1) / 2
+            weights = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * filter_sigma_px**2))
+            self.register_buffer("filter", (weights / weights.sum()).float(), persistent=False)
         self.register_buffer("expected_index", torch.tensor(list(expected_index), dtype=torch.long),
                              persistent=False)
         self.register_buffer("dopant_flag_index", torch.tensor(list(dopant_flag_index), dtype=torch.long),
@@ -53,17 +66,30 @@ class IntensityLikelihood(nn.Module):
         needs[list(dopant_labels)] = True
         self.register_buffer("needs_dopant", needs, persistent=False)
 
-    def measured(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Site intensity Î (B,) and its uncertainty σ̂ (B,) read from the features (B, D)."""
-        intensity, raw = self.measure(features).unbind(dim=1)
+    def measured(self, features: torch.Tensor, patch: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Site intensity Î (B,) and its uncertainty σ̂ (B,) read from the features (B, D) and, with a
+        filter, the patch (B, 1, P, P)."""
+        if self.filter is None:
+            intensity, raw = self.measure(features).unbind(dim=1)
+        else:
+            if patch is None:
+                raise ValueError("IntensityLikelihood: this head reads the patch; pass patch=")
+            intensity = (patch[:, 0] * self.filter.to(patch.dtype)).sum(dim=(1, 2))
+            raw = self.measure(features)[:, 0]
         return intensity, F.softplus(raw) + _MIN_SIGMA
 
     def forward(self, features: torch.Tensor, context: torch.Tensor, sublattice: torch.Tensor, *,
-                with_intensity: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+                patch: torch.Tensor | None = None, with_intensity: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Physics logits (B, K); with_intensity=True: (logits, Î (B,), σ̂ (B,))."""
-        intensity, sigma = self.measured(features)
+        intensity, sigma = self.measured(features, patch)
         expected = context[:, self.expected_index].to(features.dtype)
-        logits = -0.5 * ((intensity[:, None] - expected) / sigma[:, None]) ** 2
+        z2 = ((intensity[:, None] - expected) / sigma[:, None]) ** 2
+        if self.filter is None:
+            logits = -0.5 * z2
+        else:  # a measured Î meets contamination, neighbours and noise: Student-t, not Gaussian, tails
+            logits = -0.5 * (_T_DOF + 1) * torch.log1p(z2 / _T_DOF)
         dopant_here = context.gather(1, self.dopant_flag_index[sublattice][:, None]) > 0.5  # (B, 1)
         ruled_out = self.needs_dopant[None, :] & ~dopant_here
         logits = logits.masked_fill(ruled_out, MASKED_LOGIT)

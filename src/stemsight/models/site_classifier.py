@@ -137,6 +137,7 @@ class SiteClassifier(nn.Module):
         dropout: float,
         use_context: bool,
         physics_head: bool = False,
+        intensity_filter_px: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_labels = _positive_int(n_labels, "n_labels")
@@ -168,8 +169,13 @@ class SiteClassifier(nn.Module):
         if physics_head:
             if not self.use_context:
                 raise ValueError("physics_head: needs the context (use_context=True)")
+            if not (isinstance(intensity_filter_px, int | float) and 0 <= intensity_filter_px < patch_size_px):
+                raise ValueError(f"intensity_filter_px: expected 0 <= σ < patch_size_px, got "
+                                 f"{intensity_filter_px!r}")
             self.physics = IntensityLikelihood(widths[-1] + extra,
-                                               **default_physics_indices(n_labels, context_dim))
+                                               **default_physics_indices(n_labels, context_dim),
+                                               patch_size_px=patch_size_px,
+                                               filter_sigma_px=float(intensity_filter_px))
 
     @property
     def n_sublattices(self) -> int:
@@ -200,7 +206,8 @@ class SiteClassifier(nn.Module):
             features = torch.cat([features, embedding], dim=1)
         logits = self.head(features)
         if self.physics is not None:
-            physics, intensity, sigma = self.physics(features, context, sublattice, with_intensity=True)
+            physics, intensity, sigma = self.physics(features, context, sublattice, patch=patch,
+                                                     with_intensity=True)
             logits = logits + physics
         logits = logits.masked_fill(~self.allowed[sublattice], MASKED_LOGIT)
         if with_intensity:
@@ -261,6 +268,7 @@ _DEFAULTS = {
     "context_embed_dim": 64,
     "head_hidden": 64,
     "dropout": 0.0,
+    "intensity_filter_px": 1.5,
 }
 
 
@@ -276,13 +284,17 @@ def context_cnn(
     head_hidden: int = _DEFAULTS["head_hidden"],
     dropout: float = _DEFAULTS["dropout"],
     physics_head: bool = True,
+    intensity_filter_px: float = _DEFAULTS["intensity_filter_px"],
 ) -> SiteClassifier:
     """The context-aware site classifier (FiLM on every stage, context embedding in the head, and the
-    physics term of `models.physics_head` unless `physics_head=False`)."""
+    physics term of `models.physics_head` unless `physics_head=False`). intensity_filter_px: σ (patch
+    pixels) of the Gaussian the physics term reads a site's intensity with; 1.5 is the 0.3 Å of
+    `datasets.patches.SITE_SIGMA_A` on the default 0.2 Å patch grid; 0 learns the intensity instead."""
     return SiteClassifier(
         n_labels=n_labels, context_dim=context_dim, patch_size_px=patch_size_px,
         labels_by_sublattice=labels_by_sublattice, widths=widths, context_embed_dim=context_embed_dim,
         head_hidden=head_hidden, dropout=dropout, use_context=True, physics_head=physics_head,
+        intensity_filter_px=intensity_filter_px,
     )
 
 

@@ -4,8 +4,8 @@ A checkpoint `NAME` is two files: `NAME.safetensors` (tensors: `model.*` weights
 checkpoint `optim.*` optimizer state and `rng.*` generator states) and `NAME.json`::
 
     {"format": "stemsight.checkpoint.v1", "model_name": "context-cnn", "model_arguments": {...},
-     "labels": [...], "context_schema": "stemsight.context.v1", "context_features": [...],
-     "data_digest": "...", "patch": {"size_px": 24, "size_a": 4.8, "normalisation": "sites-median-v2"},
+     "labels": [...], "context_schema": "stemsight.context.v2", "context_features": [...],
+     "data_digest": "...", "patch": {"size_px": 24, "size_a": 4.8, "normalisation": "sites-median-v3"},
      "context_range": {"min": [...], "max": [...]} (per context feature, over the training patches),
      "label_prior": {"M|dopant": [...], "M|none": [...], ...} (training label frequencies per sublattice),
      "stemsight_version": "...",

@@ -54,11 +54,15 @@ def resolve_models(model: str | None, twin: str | None) -> tuple[Checkpoint, Che
 
 
 def _load(path: Path) -> Checkpoint:
-    """A checkpoint whose patches are cut the way this version cuts them."""
+    """A checkpoint whose patches are cut, and whose context vector is built, the way this version does."""
+    from stemsight.datasets.context_features import CONTEXT_SCHEMA
     from stemsight.datasets.patches import check_patch_normalisation
 
     checkpoint = load_checkpoint(path)
     check_patch_normalisation((checkpoint.meta.get("patch") or {}).get("normalisation"), str(checkpoint.path))
+    if checkpoint.meta.get("context_schema") != CONTEXT_SCHEMA:
+        raise InputError(f"{checkpoint.path}: trained on context schema {checkpoint.meta.get('context_schema')!r}, "
+                         f"this version builds {CONTEXT_SCHEMA!r} (retrain the model)")
     return checkpoint
 
 

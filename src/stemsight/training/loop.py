@@ -36,7 +36,8 @@ class TrainConfig:
     unknown_dose: fraction of training patches shown without their dose (the dose entries of the context
     vector zeroed, as for an image whose dose nobody recorded), so the model also serves such images.
     intensity_loss: weight of the physics head's intensity term (`IntensityLikelihood.intensity_error`,
-    added to the cross entropy); models without a physics head ignore it.
+    added to the cross entropy); models without a physics head ignore it, and one that reads its intensity
+    off the patch (the default `context-cnn`) refuses it.
     """
 
     data: str
@@ -113,6 +114,10 @@ def train(
             model = create_model(config.model, **overrides)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"--model: {exc}") from None
+        if config.intensity_loss and getattr(getattr(model, "physics", None), "filter", None) is not None:
+            raise InputError("intensity_loss: this model reads its intensity off the patch with a fixed filter, "
+                             "so there is nothing to tie (set model_overrides: {intensity_filter_px: 0} for a "
+                             "learned intensity)")
         model.to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         state = _RunState()
