@@ -55,8 +55,9 @@ def physics_alone(sites, *, size_a: float) -> np.ndarray:
         for s in np.unique(sites.sublattice):
             k = (sites.group == group) & (sites.sublattice == s)
             host = DEFAULT_LABELS_BY_SUBLATTICE[s][0]
-            spread = max(1.4826 * np.median(np.abs(intensity[k & (pred == host)] - mu[k & (pred == host), host]))
-                         if (k & (pred == host)).any() else 0.05, 0.01)
+            hosts = k & (pred == host)
+            residual = np.abs(intensity[hosts] - mu[hosts, host])
+            spread = max(1.4826 * np.median(residual) if hosts.any() else 0.05, 0.01)
             pred[k] = np.where(allowed[k], (intensity[k, None] - mu[k]) ** 2 / spread**2, np.inf).argmin(1)
     return pred
 
@@ -98,7 +99,8 @@ def main() -> None:
     print(f"held-out cases of {Path(args.config).name}: dopants {sorted(test_dopants)} and the test "
           f"conditions; model {model.path}")
     header = ("| dose e/Å² | sites | accuracy | macro recall | image-only accuracy | entropy (nats) context "
-              "/ image-only | entropy reduction | ECE | accuracy unseen dopants / unseen condition | physics alone |")
+              "/ image-only | entropy reduction | ECE | accuracy unseen dopants / unseen condition "
+              "| physics alone |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for dose, m, acc_dopant, acc_condition, _, alone in rows:

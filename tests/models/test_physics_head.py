@@ -147,9 +147,10 @@ def test_a_measured_reading_far_from_every_class_still_picks_the_nearest_but_is_
     sub = torch.tensor([SUBLATTICES.index("M")])
     features = dict(zip(CONTEXT_FEATURES, context[0].tolist(), strict=True))
     far = features["expected_D_M"] + 3.0  # far brighter than Re
-    logits = dict(zip(ALL_LABELS, head(torch.rand(1, 4), context, sub, patch=torch.full((1, 1, 24, 24), far))[0].detach()
-                      .tolist(), strict=True))
+    out = head(torch.rand(1, 4), context, sub, patch=torch.full((1, 1, 24, 24), far))[0].detach()
+    logits = dict(zip(ALL_LABELS, out.tolist(), strict=True))
     assert max(("M", "D_M", "V_M"), key=logits.get) == "D_M"
     sigma = float(head.measured(torch.rand(1, 4), torch.zeros(1, 1, 24, 24))[1].detach())
-    gaussian_gap = 0.5 * ((far - features["expected_M"]) ** 2 - (far - features["expected_D_M"]) ** 2) / sigma**2
+    gaussian_gap = 0.5 * ((far - features["expected_M"]) ** 2
+                          - (far - features["expected_D_M"]) ** 2) / sigma**2
     assert 0 < logits["D_M"] - logits["M"] < gaussian_gap / 100

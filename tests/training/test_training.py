@@ -133,7 +133,8 @@ def test_resume_continues_to_the_same_weights(store, tmp_path):
 def test_the_intensity_loss_changes_a_learned_physics_head_and_only_that(store, tmp_path, capsys):
     learned = {"intensity_filter_px": 0}  # Î learned from the features, not read off the patch
     plain = train(_config(store, tmp_path / "plain", model_overrides=learned), progress=False)
-    tied = train(_config(store, tmp_path / "tied", intensity_loss=1.0, model_overrides=learned), progress=False)
+    tied = train(_config(store, tmp_path / "tied", intensity_loss=1.0, model_overrides=learned),
+                 progress=False)
     assert _weights(plain.out / "last") != _weights(tied.out / "last")
     assert tied.history[0]["train_loss"] != plain.history[0]["train_loss"]
     twin = train(_config(store, tmp_path / "twin", model="image-only"), progress=False)
@@ -142,7 +143,7 @@ def test_the_intensity_loss_changes_a_learned_physics_head_and_only_that(store, 
     assert _weights(twin.out / "last") == _weights(twin_tied.out / "last")  # nothing to tie: ignored
     with pytest.raises(InputError, match="intensity_loss"):
         _config(store, tmp_path / "bad", intensity_loss=-1.0)
-    with pytest.raises(InputError, match="intensity_loss: .*reads its intensity off the patch"):
+    with pytest.raises(InputError, match=r"intensity_loss: .*reads its intensity off the patch"):
         train(_config(store, tmp_path / "measured", intensity_loss=1.0), progress=False)
 
 
@@ -227,7 +228,7 @@ def test_evaluate_writes_metrics_for_both_twins(store, tmp_path, capsys):
     assert not (tmp_path / "e3").exists()
 
 
-def test_checkpoints_and_stores_of_another_intensity_scale_or_context_schema_are_refused(store, tmp_path, capsys):
+def test_checkpoints_and_stores_of_another_scale_or_context_schema_are_refused(store, tmp_path, capsys):
     run = train(_config(store, tmp_path / "ctx"), progress=False).out
     ckpt = load_checkpoint(run / "best")
     assert ckpt.meta["patch"]["normalisation"] == "sites-median-v3"

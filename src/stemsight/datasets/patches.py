@@ -62,8 +62,8 @@ def normalise_to_sites(
     x_px, y_px: (N,) site positions (pixels, x = column), all the lattice's sites (empty ones included);
     reference: (N,) bool, the sites of the host's first sublattice. Peaks and the background (median of
     the hollows, `_HOLLOW_FRACTION`) are read from the image smoothed by a 0.3 Å Gaussian. Unlike a
-    percentile scale this one moves neither with the dopant fraction (a heavy dopant at 10 % of the metal sites
-    leaves the host metal at 1, where the context says it is) nor with the dose.
+    percentile scale this one moves neither with the dopant fraction (a heavy dopant at 10 % of the metal
+    sites leaves the host metal at 1, where the context says it is) nor with the dose.
     """
     from scipy.ndimage import gaussian_filter, map_coordinates
 

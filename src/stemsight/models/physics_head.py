@@ -6,8 +6,9 @@ normalised image (`datasets.expected_intensities`: the fast engine's image read 
 `IntensityLikelihood` reads the same Gaussian off the patch, Î = Σ w·patch (the weights of
 `datasets.patches.site_intensity_weights`), takes an uncertainty σ̂ (shot noise, blur, neighbours,
 distortion) from the network's features, and scores each class k by the Student-t log-likelihood
-−(ν+1)/2·log(1 + ((Î − μ_k)/σ̂)²/ν), ν = 4, added to the learned logits. The classes are thereby ordered by the intensities they
-actually have, so a dopant the model never saw enters at the place the physics gives it. With
+−(ν+1)/2·log(1 + ((Î − μ_k)/σ̂)²/ν), ν = 4, added to the learned logits. The classes are thereby
+ordered by the intensities they actually have, so a dopant the model never saw enters at the place the
+physics gives it. With
 `filter_sigma_px=0` Î is learned from the features too and the likelihood is Gaussian, −½((Î − μ_k)/σ̂)²;
 `intensity_error` (the training loop's `intensity_loss`) ties such an Î to the expected intensity of each
 site's true class.
@@ -33,7 +34,7 @@ MASKED_LOGIT = -1e4
 
 _MIN_SIGMA = 0.02
 """Floor of σ̂ (intensity units of the host's first sublattice)."""
-_T_DOF = 4.0
+DEFAULT_DOF = 4.0
 """Degrees of freedom of the Student-t likelihood of a measured Î: near a class it scores like a Gaussian,
 far from every class its logits part only logarithmically, so one odd reading cannot dominate."""
 
@@ -43,12 +44,18 @@ class IntensityLikelihood(nn.Module):
 
     expected_index[k]: the context entry holding label k's expected intensity; dopant_flag_index[s]: the
     context entry that is 1 when the dopant sits on sublattice code s; dopant_labels: label codes that
-    need the dopant on the site's sublattice.
+    need the dopant on the site's sublattice. filter_sigma_px > 0: Î is the Gaussian (σ in patch pixels)
+    read off the patch (B, 1, P, P), P = patch_size_px, and scored with a Student-t of `dof` degrees of
+    freedom; 0: Î learned, Gaussian likelihood.
     """
 
     def __init__(self, in_features: int, expected_index: Sequence[int], dopant_flag_index: Sequence[int],
-                 dopant_labels: Sequence[int], *, patch_size_px: int = 0, filter_sigma_px: float = 0.0) -> None:
+                 dopant_labels: Sequence[int], *, patch_size_px: int = 0,
+                 filter_sigma_px: float = 0.0, dof: float = DEFAULT_DOF) -> None:
         super().__init__()
+        if not (isinstance(dof, int | float) and dof > 0):
+            raise ValueError(f"likelihood_dof: expected a number > 0, got {dof!r}")
+        self.dof = float(dof)
         self.filter: torch.Tensor | None
         if filter_sigma_px <= 0:  # Î and σ̂ learned
             self.measure = nn.Linear(in_features, 2)
@@ -89,7 +96,7 @@ class IntensityLikelihood(nn.Module):
         if self.filter is None:
             logits = -0.5 * z2
         else:  # a measured Î meets contamination, neighbours and noise: Student-t, not Gaussian, tails
-            logits = -0.5 * (_T_DOF + 1) * torch.log1p(z2 / _T_DOF)
+            logits = -0.5 * (self.dof + 1) * torch.log1p(z2 / self.dof)
         dopant_here = context.gather(1, self.dopant_flag_index[sublattice][:, None]) > 0.5  # (B, 1)
         ruled_out = self.needs_dopant[None, :] & ~dopant_here
         logits = logits.masked_fill(ruled_out, MASKED_LOGIT)

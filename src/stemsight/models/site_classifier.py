@@ -24,7 +24,12 @@ from torch import nn
 from stemsight.core.labels import CHALCOGEN_LABELS, METAL_LABELS, SINGLE_LABELS
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES
 from stemsight.datasets.units import SUBLATTICES
-from stemsight.models.physics_head import MASKED_LOGIT, IntensityLikelihood, default_physics_indices
+from stemsight.models.physics_head import (
+    DEFAULT_DOF,
+    MASKED_LOGIT,
+    IntensityLikelihood,
+    default_physics_indices,
+)
 from stemsight.models.registry import register_model
 
 _LABELS_OF_SUBLATTICE = {"M": METAL_LABELS, "X": CHALCOGEN_LABELS}
@@ -138,6 +143,7 @@ class SiteClassifier(nn.Module):
         use_context: bool,
         physics_head: bool = False,
         intensity_filter_px: float = 0.0,
+        likelihood_dof: float = DEFAULT_DOF,
     ) -> None:
         super().__init__()
         self.n_labels = _positive_int(n_labels, "n_labels")
@@ -169,13 +175,15 @@ class SiteClassifier(nn.Module):
         if physics_head:
             if not self.use_context:
                 raise ValueError("physics_head: needs the context (use_context=True)")
-            if not (isinstance(intensity_filter_px, int | float) and 0 <= intensity_filter_px < patch_size_px):
+            sigma_px = intensity_filter_px
+            if not (isinstance(sigma_px, int | float) and 0 <= sigma_px < patch_size_px):
                 raise ValueError(f"intensity_filter_px: expected 0 <= σ < patch_size_px, got "
                                  f"{intensity_filter_px!r}")
             self.physics = IntensityLikelihood(widths[-1] + extra,
                                                **default_physics_indices(n_labels, context_dim),
                                                patch_size_px=patch_size_px,
-                                               filter_sigma_px=float(intensity_filter_px))
+                                               filter_sigma_px=float(intensity_filter_px),
+                                               dof=likelihood_dof)
 
     @property
     def n_sublattices(self) -> int:
@@ -269,6 +277,7 @@ _DEFAULTS = {
     "head_hidden": 64,
     "dropout": 0.0,
     "intensity_filter_px": 1.5,
+    "likelihood_dof": DEFAULT_DOF,
 }
 
 
@@ -285,16 +294,18 @@ def context_cnn(
     dropout: float = _DEFAULTS["dropout"],
     physics_head: bool = True,
     intensity_filter_px: float = _DEFAULTS["intensity_filter_px"],
+    likelihood_dof: float = _DEFAULTS["likelihood_dof"],
 ) -> SiteClassifier:
     """The context-aware site classifier (FiLM on every stage, context embedding in the head, and the
     physics term of `models.physics_head` unless `physics_head=False`). intensity_filter_px: σ (patch
     pixels) of the Gaussian the physics term reads a site's intensity with; 1.5 is the 0.3 Å of
-    `datasets.patches.SITE_SIGMA_A` on the default 0.2 Å patch grid; 0 learns the intensity instead."""
+    `datasets.patches.SITE_SIGMA_A` on the default 0.2 Å patch grid; 0 learns the intensity instead.
+    likelihood_dof: degrees of freedom of the Student-t that scores a read intensity."""
     return SiteClassifier(
         n_labels=n_labels, context_dim=context_dim, patch_size_px=patch_size_px,
         labels_by_sublattice=labels_by_sublattice, widths=widths, context_embed_dim=context_embed_dim,
         head_hidden=head_hidden, dropout=dropout, use_context=True, physics_head=physics_head,
-        intensity_filter_px=intensity_filter_px,
+        intensity_filter_px=intensity_filter_px, likelihood_dof=likelihood_dof,
     )
 
 

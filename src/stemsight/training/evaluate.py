@@ -61,8 +61,9 @@ def _load(path: Path) -> Checkpoint:
     checkpoint = load_checkpoint(path)
     check_patch_normalisation((checkpoint.meta.get("patch") or {}).get("normalisation"), str(checkpoint.path))
     if checkpoint.meta.get("context_schema") != CONTEXT_SCHEMA:
-        raise InputError(f"{checkpoint.path}: trained on context schema {checkpoint.meta.get('context_schema')!r}, "
-                         f"this version builds {CONTEXT_SCHEMA!r} (retrain the model)")
+        found = checkpoint.meta.get("context_schema")
+        raise InputError(f"{checkpoint.path}: trained on context schema {found!r}, this version builds "
+                         f"{CONTEXT_SCHEMA!r} (retrain the model)")
     return checkpoint
 
 

@@ -115,9 +115,9 @@ def train(
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"--model: {exc}") from None
         if config.intensity_loss and getattr(getattr(model, "physics", None), "filter", None) is not None:
-            raise InputError("intensity_loss: this model reads its intensity off the patch with a fixed filter, "
-                             "so there is nothing to tie (set model_overrides: {intensity_filter_px: 0} for a "
-                             "learned intensity)")
+            raise InputError("intensity_loss: this model reads its intensity off the patch with a fixed "
+                             "filter, so there is nothing to tie (set model_overrides: "
+                             "{intensity_filter_px: 0} for a learned intensity)")
         model.to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         state = _RunState()
