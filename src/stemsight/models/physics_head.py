@@ -6,12 +6,11 @@ normalised image (`datasets.expected_intensities`: the fast engine's image read 
 `IntensityLikelihood` reads the same Gaussian off the patch, Î = Σ w·patch (the weights of
 `datasets.patches.site_intensity_weights`), takes an uncertainty σ̂ (shot noise, blur, neighbours,
 distortion) from the network's features, and scores each class k by the Student-t log-likelihood
-−(ν+1)/2·log(1 + ((Î − μ_k)/σ̂)²/ν), ν = 4, added to the learned logits. The classes are thereby
-ordered by the intensities they actually have, so a dopant the model never saw enters at the place the
-physics gives it. With
-`filter_sigma_px=0` Î is learned from the features too and the likelihood is Gaussian, −½((Î − μ_k)/σ̂)²;
-`intensity_error` (the training loop's `intensity_loss`) ties such an Î to the expected intensity of each
-site's true class.
+−(ν+1)/2·log(1 + ((Î − μ_k)/σ̂)²/ν) (ν = 4 by default), added to the learned logits. The classes are
+thereby ordered by the intensities they actually have, so a dopant the model never saw enters at the
+place the physics gives it. With `filter_sigma_px=0` Î is learned from the features too and the
+likelihood is Gaussian, −½((Î − μ_k)/σ̂)²; `intensity_error` (the training loop's `intensity_loss`) ties
+such an Î to the expected intensity of each site's true class.
 
 It also applies what the context rules out: a dopant class on a sublattice the context's dopant does not
 sit on (or any dopant class when there is no dopant) gets `MASKED_LOGIT`.
@@ -27,6 +26,7 @@ from torch import nn
 
 from stemsight.core.labels import DOPANT_LABELS
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, dopant_flag
+from stemsight.datasets.patches import SITE_SIGMA_A, site_intensity_weights
 from stemsight.datasets.units import SUBLATTICES
 
 MASKED_LOGIT = -1e4
@@ -62,9 +62,8 @@ class IntensityLikelihood(nn.Module):
             self.register_buffer("filter", None, persistent=False)
         else:  # Î measured, σ̂ learned
             self.measure = nn.Linear(in_features, 1)
-            offsets = torch.arange(patch_size_px, dtype=torch.float64) - (patch_size_px - 1) / 2
-            weights = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * filter_sigma_px**2))
-            self.register_buffer("filter", (weights / weights.sum()).float(), persistent=False)
+            weights = site_intensity_weights(patch_size_px, SITE_SIGMA_A / filter_sigma_px)  # σ in pixels
+            self.register_buffer("filter", torch.from_numpy(weights).float(), persistent=False)
         self.register_buffer("expected_index", torch.tensor(list(expected_index), dtype=torch.long),
                              persistent=False)
         self.register_buffer("dopant_flag_index", torch.tensor(list(dopant_flag_index), dtype=torch.long),
