@@ -2,10 +2,11 @@
 
 A site's intensity is the height of its column: the image (smoothed by 0.3 Å) at the site minus the
 lowest value within 0.45 lattice constants, in units of the median host column of the first sublattice.
-The context gives each class's ADF cross section relative to that host column (`context_vector`), and the
-host columns of each sublattice calibrate the map from cross section to height (probe tails add a little
-to every column). A site whose height matches no class its sublattice allows is out of distribution:
-something the stated context cannot explain (an adatom, contamination, a different dopant).
+The context gives each class's expected intensity relative to that host column (`context_vector`, from
+the fast engine's image), and the host columns of each sublattice calibrate the map from expected
+intensity to height (a height is read off a local floor, not the hollows). A site whose height matches
+no class its sublattice allows is out of distribution: something the stated context cannot explain (an
+adatom, contamination, a different dopant).
 """
 
 from __future__ import annotations
@@ -47,11 +48,10 @@ def expected_heights(context: ImagingContext, heights: np.ndarray, sublattice: n
     host height: {sublattice: {label: height}}, plus the robust spread {sublattice: σ} under '_sigma'.
 
     heights: (N,) measured heights in those units (`relative_heights`); sublattice: (N,) names. On the
-    first sublattice the classes sit at
-    their cross-section ratios (the host at 1). A second sublattice's columns see the probe's tails
-    differently, so its cross-section ratios are scaled by one factor k in [0.6, 1.3], fitted so that its
-    sites lie closest to some allowed class: no assumption that most of its columns are the host's (a
-    Janus or alloyed layer has most chalcogen columns mixed).
+    first sublattice the classes sit at their expected intensities (the host at about 1). A second
+    sublattice's columns see the probe's tails differently, so its expected intensities are scaled by one
+    factor k in [0.6, 1.3], fitted so that its sites lie closest to some allowed class: no assumption that
+    most of its columns are the host's (a Janus or alloyed layer has most chalcogen columns mixed).
     """
     from stemsight.datasets.context_features import CONTEXT_FEATURES, context_vector
 

@@ -59,7 +59,7 @@ def context_vector(context: ImagingContext) -> np.ndarray:
 
     Host sublattices a/b are (M, X) for a TMD, (B, N) for hBN and (C, C) for graphene. Expected class
     intensities: `expected_intensities` (the first call for a new context simulates a small field, about
-    0.1–1 s; later calls are cached); entries of classes the context does not allow are zero.
+    0.2–2 s; later calls are cached); entries of classes the context does not allow are zero.
     """
     host = context.host_spec
     subs = host.sublattices
