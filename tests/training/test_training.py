@@ -286,3 +286,16 @@ def test_unknown_dose_hides_the_dose_of_a_fraction_of_the_rows(store, tmp_path):
     assert any(prior[key][labels.index("D_M")] > 0 for key in prior if key == "M|dopant")
     with pytest.raises(InputError, match="unknown_dose"):
         _config(store, tmp_path / "x", unknown_dose=1.5)
+
+
+def test_the_physics_filter_follows_the_store_patch_grid():
+    from types import SimpleNamespace
+
+    from stemsight.training.loop import _intensity_filter
+
+    fine = SimpleNamespace(patch_size_px=32, patch_size_a=4.8)  # 0.15 Å steps: 0.3 Å is 2 pixels
+    assert _intensity_filter("context-cnn", fine) == {"intensity_filter_px": pytest.approx(2.0)}
+    default = SimpleNamespace(patch_size_px=24, patch_size_a=4.8)
+    assert _intensity_filter("context-cnn", default) == {"intensity_filter_px": pytest.approx(1.5)}
+    assert _intensity_filter("image-only", fine) == {}  # no physics term to set
+    assert _intensity_filter("no-such-model", fine) == {}  # create_model reports it

@@ -68,6 +68,7 @@ class PatchDataset(Dataset):
         self._label = root["patches/label"][:][self._indices]  # int8 codes; 1 byte per patch
         patch = root["patches/patch"]
         self._patch_size_px = int(patch.shape[1])
+        self._patch_size_a = float(attrs["config"]["patch"]["size_a"])
         self._chunk_length = int(patch.chunks[0])
         self.chunk_decodes: Counter[str] = Counter()  # chunks decoded per array (cache misses)
         self._adopt(root)
@@ -127,6 +128,11 @@ class PatchDataset(Dataset):
     @property
     def patch_size_px(self) -> int:
         return self._patch_size_px
+
+    @property
+    def patch_size_a(self) -> float:
+        """Side of the field a patch covers, Å."""
+        return self._patch_size_a
 
     @property
     def indices(self) -> np.ndarray:

@@ -109,7 +109,8 @@ def train(
             raise InputError(f"{config.data}: the store has no validation patches (add a validation split)")
         torch.manual_seed(config.seed)
         overrides = {"n_labels": len(train_set.labels), "context_dim": len(train_set.context_features),
-                     "patch_size_px": train_set.patch_size_px, **config.model_overrides}
+                     "patch_size_px": train_set.patch_size_px, **_intensity_filter(config.model, train_set),
+                     **config.model_overrides}
         try:
             model = create_model(config.model, **overrides)
         except (KeyError, TypeError, ValueError) as exc:
@@ -306,6 +307,22 @@ def _meta(dataset, config: TrainConfig) -> dict[str, Any]:
             "context_features": list(dataset.context_features), "data_digest": digest,
             "patch": dict(attrs["config"]["patch"], normalisation=attrs["patch_normalisation"]),
             "context_range": {"min": low.tolist(), "max": high.tolist()}, "label_prior": prior}
+
+
+def _intensity_filter(model: str, dataset: Any) -> dict[str, float]:
+    """{"intensity_filter_px": σ} for a model that reads a site's intensity off the patch: the 0.3 Å of
+    `datasets.patches.SITE_SIGMA_A` in the store's patch pixels (1.5 on the default 0.2 Å grid); {} for
+    other models (and unknown names, which `create_model` reports)."""
+    from stemsight.datasets.patches import SITE_SIGMA_A
+    from stemsight.models.registry import model_arguments
+
+    try:
+        arguments = model_arguments(model)
+    except (InputError, KeyError):
+        return {}
+    if not arguments.get("intensity_filter_px"):
+        return {}
+    return {"intensity_filter_px": SITE_SIGMA_A * dataset.patch_size_px / dataset.patch_size_a}
 
 
 def label_prior(context: np.ndarray, label: np.ndarray, sublattice: np.ndarray,
