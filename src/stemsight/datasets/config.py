@@ -51,6 +51,8 @@ from stemsight.core.hosts import infer_dopant_site, parse_host
 from stemsight.core.io import read_text
 
 SPLITS = ("train", "validation", "test")
+DEFAULT_PATCH_SIZE_PX, DEFAULT_PATCH_SIZE_A = 24, 4.8
+"""Patch grid when a config gives none: 24 points over 4.8 Å (0.2 Å steps)."""
 _TOP_KEYS = (
     "name",
     "seed",
@@ -259,8 +261,8 @@ def config_from_dict(data: Any) -> DatasetConfig:
         images_per_case=_int(data.get("images_per_case", 1), "images_per_case", low=1),
         image_size_px=_int(data.get("image_size_px", 128), "image_size_px", low=16),
         engine=engine,
-        patch_size_px=_int(patch.get("size_px", 24), "patch.size_px", low=4),
-        patch_size_a=_positive(patch.get("size_a", 4.8), "patch.size_a"),
+        patch_size_px=_int(patch.get("size_px", DEFAULT_PATCH_SIZE_PX), "patch.size_px", low=4),
+        patch_size_a=_positive(patch.get("size_a", DEFAULT_PATCH_SIZE_A), "patch.size_a"),
         hosts=_hosts(data["hosts"]),
         conditions=_conditions(data["imaging"]),
         dose_e_per_a2=_dose(data.get("dose_e_per_a2", [1e4, 1e6])),

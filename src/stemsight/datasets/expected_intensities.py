@@ -27,8 +27,6 @@ NOMINAL_SOURCE_FWHM_A = 0.55
 default range (0.3–0.8 Å)."""
 MAX_PIXEL_A = 0.1
 """The field is simulated at the context's pixel size or this, whichever is finer (Å)."""
-PATCH_SIZE_PX, PATCH_SIZE_A = 24, 4.8
-"""Patch grid the sites are read on (the default of the dataset configs: 0.2 Å steps)."""
 
 _TMD_FRACTIONS = {"V_M": 0.05, "V_X": 0.08, "V_2X": 0.04}
 _TMD_DOPANT_FRACTIONS = {"M": {"D_M": 0.1}, "X": {"D_X": 0.1, "D_2X": 0.04}}
@@ -45,6 +43,7 @@ def expected_intensities(context: ImagingContext) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=1024)
 def _expected(context: ImagingContext) -> tuple[tuple[str, float], ...]:
+    from stemsight.datasets.config import DEFAULT_PATCH_SIZE_A, DEFAULT_PATCH_SIZE_PX
     from stemsight.datasets.patches import extract_patches, normalise_to_sites, site_intensities
     from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
     from stemsight.realism import RealismRanges
@@ -63,15 +62,15 @@ def _expected(context: ImagingContext) -> tuple[tuple[str, float], ...]:
     normalised = normalise_to_sites(item.image, item.x_px, item.y_px, sublattice == host.sublattices[0],
                                     pixel_size_yx_a=yx)
     patches = extract_patches(normalised, item.x_px, item.y_px, pixel_size_yx_a=yx,
-                              size_px=PATCH_SIZE_PX, size_a=PATCH_SIZE_A)
-    values = site_intensities(patches, size_a=PATCH_SIZE_A)
+                              size_px=DEFAULT_PATCH_SIZE_PX, size_a=DEFAULT_PATCH_SIZE_A)
+    values = site_intensities(patches, size_a=DEFAULT_PATCH_SIZE_A)  # read on the default patch grid
     label = np.asarray(item.label).astype(str)
-    if host.family != "tmd":
-        on = context.dopant_site if context.dopant else host.sublattices[0]
-        here = sublattice == on
-        host_value = float(np.median(values[here & (label == "H")]))
-        return tuple((name, float(np.median(values[(label == name) & (here | (name == "V"))])) / host_value)
-                     for name in ("H", "D", "V") if ((label == name) & (here | (name == "V"))).any())
+    if host.family != "tmd":  # H and D on the dopant's sublattice, V on any, relative to H there
+        here = sublattice == (context.dopant_site if context.dopant else host.sublattices[0])
+        masks = {"H": here & (label == "H"), "D": here & (label == "D"), "V": label == "V"}
+        host_value = float(np.median(values[masks["H"]]))
+        return tuple((name, float(np.median(values[mask])) / host_value) for name, mask in masks.items()
+                     if mask.any())
     return tuple((name, float(np.median(values[label == name]))) for name in dict.fromkeys(label.tolist()))
 
 

@@ -83,20 +83,22 @@ def normalise_to_sites(
     sigma = [SITE_SIGMA_A / pixel_size_yx_a[0], SITE_SIGMA_A / pixel_size_yx_a[1]]
     smooth = gaussian_filter(image, sigma, mode="nearest")
     peaks = map_coordinates(smooth, [y_px[reference], x_px[reference]], order=1, mode="nearest")
+    peak = float(np.median(peaks))
     background = _hollow_background(smooth, x_px, y_px, pixel_size_yx_a)
-    scale = float(np.median(peaks)) - background
-    if not scale > 0:  # next to no counts (graphene at 10³ e/Å²): the hollows tell nothing, the floor does
+    # without hollows, or with next to no counts (graphene at 10³ e/Å², hollows as bright as the sites),
+    # the image's floor
+    if background is None or not peak > background:
         background = float(np.percentile(smooth, _BACKGROUND_PERCENTILE))
-        scale = float(np.median(peaks)) - background
+    scale = peak - background
     if not scale > 0:
         raise InputError("image: the host's sites are no brighter than the background (no contrast)")
     return ((image - background) / scale).astype(np.float32)
 
 
 def _hollow_background(smooth: np.ndarray, x_px: np.ndarray, y_px: np.ndarray,
-                       pixel_size_yx_a: tuple[float, float]) -> float:
-    """Median of `smooth` (ny, nx) over the lattice's hollows (see `_HOLLOW_FRACTION`); the 2nd percentile of
-    the image when the sites leave fewer than `_MIN_HOLLOW_PIXELS` of them."""
+                       pixel_size_yx_a: tuple[float, float]) -> float | None:
+    """Median of `smooth` (ny, nx) over the lattice's hollows (see `_HOLLOW_FRACTION`); None when the sites
+    leave fewer than `_MIN_HOLLOW_PIXELS` of them."""
     from scipy.spatial import cKDTree
 
     py, px = pixel_size_yx_a
@@ -111,7 +113,7 @@ def _hollow_background(smooth: np.ndarray, x_px: np.ndarray, y_px: np.ndarray,
             hollow = distance >= _HOLLOW_FRACTION * np.percentile(distance, 99)
             if hollow.sum() >= _MIN_HOLLOW_PIXELS:
                 return float(np.median(values[inside][hollow]))
-    return float(np.percentile(smooth, _BACKGROUND_PERCENTILE))
+    return None
 
 
 def site_intensity_weights(size_px: int, step_a: float) -> np.ndarray:
