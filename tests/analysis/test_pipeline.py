@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from stemsight.analysis.pipeline import analyze_frames
 from stemsight.core.context import ImagingContext
 from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
 from stemsight.realism import RealismRanges
+from stemsight.report.outputs import write_analysis_outputs
 
 CONTEXT = ImagingContext(host="MoS2", dopant="V", energy_kev=60, convergence_mrad=30, detector_inner_mrad=80,
                          detector_outer_mrad=200, pixel_size_a=0.1, dose_e_per_a2=1e5)
@@ -82,3 +84,19 @@ def test_adapt_prior_estimates_the_image_fractions(item):
     metal = np.asarray(item.sublattice) == "M"
     assert prior["M"]["D_M"] == pytest.approx(np.mean(labels[metal] == "D_M"), abs=0.015)
     assert analyze_frames(item.image, CONTEXT).summary["image_prior"] == [{}]  # off by default
+
+
+def test_a_sublattice_read_as_mostly_vacant_is_warned_about(item, tmp_path):
+    """Over-subtracting the background (as some processed files do) sinks S2 columns towards empty: the
+    summary says the chalcogen sublattice reads mostly vacant, while the unprocessed image raises nothing."""
+    assert analyze_frames(item.image, CONTEXT).summary["warnings"] == []
+    image = np.asarray(item.image, dtype=np.float64)
+    floor, peak = np.percentile(image, [5, 99.5])
+    processed = np.clip(image - (floor + 0.4 * (peak - floor)), 0, None)
+    analysis = analyze_frames(processed, CONTEXT)
+    summary = analysis.summary
+    assert [w.split(":")[0] for w in summary["warnings"]] == ["X"]
+    assert "vacancies" in summary["warnings"][0]
+    out = write_analysis_outputs(analysis, tmp_path / "out", source="processed.npy")
+    assert json.loads((out / "summary.json").read_text())["warnings"] == summary["warnings"]
+    assert "named vacancies" in (out / "report.html").read_text()

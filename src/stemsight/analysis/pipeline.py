@@ -23,6 +23,10 @@ CALIBRATION_TOLERANCE = 0.03
 CONTEXT_MISFIT = 0.25
 """Beyond this the host (or the pixel size) does not fit the image at all: an error, not a warning."""
 _N_SCALARS = 15  # the context vector's leading scalar features (conditions), checked against training
+MOSTLY_VACANT = 0.5
+"""A sublattice with more than this fraction of its sites named vacancies gets a warning: a film that held
+together with so many is unlikely, and the usual cause is an intensity scale the context does not predict
+(other detector angles, or an image processed by background subtraction)."""
 
 
 @dataclass(frozen=True)
@@ -237,9 +241,15 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
         ood += int(frame.sites["ood"].sum())
     n = sum(counts.values())
     by_sub: dict[str, int] = {}
+    vacant: dict[str, int] = {}
     for frame in results:
-        for sub in frame.sites["sublattice"]:
+        for sub, label in zip(frame.sites["sublattice"], frame.sites["label"], strict=True):
             by_sub[str(sub)] = by_sub.get(str(sub), 0) + 1
+            vacant[str(sub)] = vacant.get(str(sub), 0) + (str(label) in VACANCY_LABELS)
+    warnings = [f"{sub}: {vacant[sub] / total:.0%} of the sites are named vacancies; a film with so many is "
+                "unlikely: check the detector angles and whether the image was processed (background "
+                "subtraction changes the ratio of column intensities)"
+                for sub, total in by_sub.items() if vacant[sub] > MOSTLY_VACANT * total]
     return {
         "n_frames": len(results),
         "n_sites": n,
@@ -252,6 +262,7 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
         "mean_entropy": float(np.concatenate(entropies).mean()) if n else 0.0,
         "n_ood": ood,
         "ood_context": ood_context,
+        "warnings": warnings,
         "calibration": calibration,
         "image_prior": [frame.image_prior for frame in results],
         "context": context.to_dict(),

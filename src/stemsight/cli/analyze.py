@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: the pixel size disagrees with {context.host}'s lattice by "
               f"{calibration['pixel_size_error']:+.1%} (--calibrate-from-lattice corrects it)",
               file=sys.stderr)
+    for warning in s["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     defects = ", ".join(f"{label} {n}" for label, n in s["counts"].items()
                         if n and label not in ("M", "X2", "H"))
     print(f"{s['n_sites']} sites in {s['n_frames']} frame(s); defects: {defects or 'none'}; "

@@ -493,6 +493,8 @@ def _warnings(summary: Mapping[str, Any]) -> str:
     if summary.get("ood_context"):
         out.append('<p class="warn"><strong>Warning:</strong> the imaging context is outside the model\'s '
                    f"training range ({_e(', '.join(map(str, summary['ood_context'])))}).</p>")
+    for warning in summary.get("warnings") or []:
+        out.append(f'<p class="warn"><strong>Warning:</strong> {_e(warning)}.</p>')
     return "".join(out)
 
 
