@@ -243,9 +243,11 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
     by_sub: dict[str, int] = {}
     vacant: dict[str, int] = {}
     for frame in results:
-        for sub, label in zip(frame.sites["sublattice"], frame.sites["label"], strict=True):
-            by_sub[str(sub)] = by_sub.get(str(sub), 0) + 1
-            vacant[str(sub)] = vacant.get(str(sub), 0) + (str(label) in VACANCY_LABELS)
+        subs = frame.sites["sublattice"].astype(str)
+        empty = np.isin(frame.sites["label"].astype(str), sorted(VACANCY_LABELS))
+        for sub in dict.fromkeys(subs):
+            by_sub[sub] = by_sub.get(sub, 0) + int(np.sum(subs == sub))
+            vacant[sub] = vacant.get(sub, 0) + int(np.sum(empty[subs == sub]))
     warnings = [f"{sub}: {vacant[sub] / total:.0%} of the sites are named vacancies; a film with so many is "
                 "unlikely: check the detector angles and whether the image was processed (background "
                 "subtraction changes the ratio of column intensities)"
