@@ -26,6 +26,7 @@ import yaml
 
 from stemsight.datasets.build import build_dataset
 from stemsight.datasets.config import config_from_dict
+from stemsight.datasets.patches import site_intensities
 from stemsight.training.evaluate import evaluate_sites, predict_sites, resolve_models, sites_from_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,16 +37,15 @@ def heldout_config(grid: dict, *, dose: float, images: int, seed_offset: int = 1
                 seed=int(grid.get("seed", 0)) + seed_offset, build_splits=["test"])
 
 
-def physics_alone(sites, *, size_a: float) -> np.ndarray:
-    """(N,) label codes from the matched filter alone: Î against each allowed class's μ_k, scaled per group
-    (image) and sublattice by the robust spread of the sites nearest the host class."""
+def physics_alone(sites, intensity: np.ndarray) -> np.ndarray:
+    """(N,) label codes from the matched filter alone: the sites' readings `intensity` (N,) against each
+    allowed class's μ_k, scaled per group (image) and sublattice by the robust spread of the sites nearest
+    the host class."""
     from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES
-    from stemsight.datasets.patches import site_intensities
     from stemsight.models.physics_head import default_physics_indices
     from stemsight.models.site_classifier import DEFAULT_LABELS_BY_SUBLATTICE
 
     index = default_physics_indices(len(ALL_LABELS), len(CONTEXT_FEATURES))
-    intensity = site_intensities(sites.patches, size_a=size_a)
     mu = sites.context[:, index["expected_index"]].astype(np.float64)
     allowed = np.zeros(mu.shape, bool)
     for s, codes in enumerate(DEFAULT_LABELS_BY_SUBLATTICE):
@@ -65,13 +65,11 @@ def physics_alone(sites, *, size_a: float) -> np.ndarray:
     return pred
 
 
-def reading_oracle(sites, *, size_a: float, balanced: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) labels and (N,) posterior entropies (nats) of a Gaussian classifier of the 0.3 Å reading whose
-    class means, common spread and priors per image (group) and sublattice are fitted on the truth; equal
-    priors over the classes present when `balanced`. An optimistic bound for any rule on that reading."""
-    from stemsight.datasets.patches import site_intensities
-
-    reading = site_intensities(sites.patches, size_a=size_a)
+def reading_oracle(sites, reading: np.ndarray, *, balanced: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) labels and (N,) posterior entropies (nats) of a Gaussian classifier of the sites' 0.3 Å
+    readings (N,) whose class means, common spread and priors per image (group) and sublattice are fitted
+    on the truth; equal priors over the classes present when `balanced`. An optimistic bound for any rule
+    on that reading."""
     pred = np.empty_like(sites.label)
     entropy = np.zeros(len(reading))
     for group in np.unique(sites.group):
@@ -120,6 +118,7 @@ def main() -> None:
             if not store.exists():
                 build_dataset(config, store, workers=args.workers, progress=False)
             sites = sites_from_store(store, "test")
+            reading = site_intensities(sites.patches, size_a=patch_a)  # (N,) the 0.3 Å reading of every site
             start = time.perf_counter()
             probabilities = predict_sites(sites, model, twin)
             seconds = time.perf_counter() - start
@@ -129,9 +128,9 @@ def main() -> None:
             unseen_dopant = np.isin(dopant, list(test_dopants))
             rows.append((dose, metrics, float((pred == sites.label)[unseen_dopant].mean()),
                          float((pred == sites.label)[~unseen_dopant].mean()), 2 * len(sites.label) / seconds,
-                         float((physics_alone(sites, size_a=patch_a) == sites.label).mean())))
-            accurate, entropy = reading_oracle(sites, size_a=patch_a, balanced=False)
-            balanced, _ = reading_oracle(sites, size_a=patch_a, balanced=True)
+                         float((physics_alone(sites, reading) == sites.label).mean())))
+            accurate, entropy = reading_oracle(sites, reading, balanced=False)
+            balanced, _ = reading_oracle(sites, reading, balanced=True)
             twin_entropy = metrics["image_only"]["mean_entropy"]
             truth = sites.label
             oracles.append((dose, float(np.mean(accurate == truth)), _macro_recall(accurate, truth),

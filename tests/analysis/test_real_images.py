@@ -8,25 +8,12 @@ take the common values of those microscopes (30 mrad, 80–200 mrad); pixel size
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from bench import real_images as bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "real_images.py"
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real"
+REAL = bench.REAL
 pytestmark = [pytest.mark.real, pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real is absent")]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_real_images", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
 
 # Acceptance checks the shipped model does not meet yet (issue 5; numbers of 2026-11-22 in the reasons).
 # Not strict: they report XPASS once a better model meets them, and then the mark goes.
