@@ -141,3 +141,17 @@ def test_sublattices_are_named_domain_by_domain(inside, shape):
     wall = np.hypot(*(sites - size / 2).T) - size / 4 if shape == "round" else sites[:, 0] - size / 2
     named_m = (grid.sublattice == "M") & (np.abs(wall) > 1.5 * a_px)
     assert (back[named_m] < 0.2 * a_px).all()  # hollows and chalcogen pairs are not called metal
+
+
+def test_column_heights_read_in_chunks_equal_one_pass(monkeypatch):
+    """Large images read column heights chunk by chunk; the chunk size must not change a single value."""
+    from stemsight.analysis import sites
+
+    rng = np.random.default_rng(3)
+    smooth = _hexagonal_image(17.3, 13.0, size=128) + 0.05 * rng.standard_normal((128, 128))
+    xy = rng.uniform(5, 123, size=(301, 2))
+    whole = sites._column_heights(smooth, xy, 17.3)
+    monkeypatch.setattr(sites, "_SAMPLES_PER_CHUNK", 1000)  # 1000 // 185 disk samples: 5 sites per chunk
+    chunked = sites._column_heights(smooth, xy, 17.3)
+    assert np.array_equal(whole, chunked)
+    assert np.ptp(whole) > 0.5  # sites on and off the columns: the values differ

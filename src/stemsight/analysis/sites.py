@@ -28,6 +28,8 @@ _FIELD_SIGMA = 1.5
 _FIELD_PRIOR = 1.0
 """Weight (in cells) of the whole field's votes when a region's columns are named (a full neighbourhood
 weighs about 7 cells)."""
+_SAMPLES_PER_CHUNK = 2_000_000
+"""Interpolated samples per chunk when column heights are read (about 50 MB of work arrays)."""
 
 
 @dataclass(frozen=True)
@@ -247,9 +249,14 @@ def _column_heights(smooth: np.ndarray, xy: np.ndarray, a_px: float) -> np.ndarr
 
     dx, dy = _disk(0.45 * a_px)
     centre = map_coordinates(smooth, [xy[:, 1], xy[:, 0]], order=1, mode="nearest")
-    ring = map_coordinates(smooth, [(xy[:, 1, None] + dy[None]).ravel(), (xy[:, 0, None] + dx[None]).ravel()],
-                           order=1, mode="nearest").reshape(len(xy), len(dx))
-    return centre - ring.min(1)
+    lowest = np.empty(len(xy))
+    step = max(1, _SAMPLES_PER_CHUNK // len(dx))  # bounds the (sites, disk) arrays on large images
+    for start in range(0, len(xy), step):
+        part = xy[start:start + step]
+        ring = map_coordinates(smooth, [(part[:, 1, None] + dy[None]).ravel(),
+                                        (part[:, 0, None] + dx[None]).ravel()], order=1, mode="nearest")
+        lowest[start:start + step] = ring.reshape(len(part), len(dx)).min(1)
+    return centre - lowest
 
 
 def _disk(radius: float) -> tuple[np.ndarray, np.ndarray]:
