@@ -5,8 +5,9 @@ For each size (1024² and 2048² px at 0.1 Å/px by default), a realistic V-dope
 - stemsight: `analyze_frames` (lattice, every site incl. vacancies, classification, intensities, OOD);
 - classical: what a user does today with Atomap-style tools: local maxima of the smoothed image, then a
   2D Gaussian least-squares fit on a window around each peak (positions only; no classes, no vacancies).
-Prints the seconds of each, the ratio, site recall within 0.5 Å (empty sites included), the RMS position
-error of occupied columns against the truth, and stemsight's classification accuracy.
+Prints the seconds of each, the ratio, the rise of peak resident memory each causes (Linux: VmHWM after
+resetting it), site recall within 0.5 Å (empty sites included), the RMS position error of occupied columns
+against the truth, and stemsight's classification accuracy.
 
     python bench/analyze.py [--sizes 1024 2048] [--pixel-size-a 0.1] [--model default]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -65,9 +67,10 @@ def main() -> None:
     ctx = ImagingContext(host="MoS2", dopant="V", energy_kev=60, convergence_mrad=30, detector_inner_mrad=80,
                          detector_outer_mrad=200, pixel_size_a=px, dose_e_per_a2=1e5)
     analyze_frames(_warm_image(ctx), ctx, model=args.model)  # load torch and the weights once
-    print("| image | stemsight s | classical s | ratio | recall ≤ 0.5 Å stemsight / classical | "
-          "RMS error occupied (Å) stemsight / classical | accuracy |")
-    print("|---|---|---|---|---|---|---|")
+    print("| image | stemsight s | classical s | ratio | peak memory rise (MB) stemsight / classical | "
+          "recall ≤ 0.5 Å stemsight / classical | RMS error occupied (Å) stemsight / classical | "
+          "accuracy |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         item = simulate_labelled_image(SimulationRequest(context=ctx, size_a=size * px, seed=args.seed,
                                                          realism=RealismRanges()))
@@ -75,27 +78,48 @@ def main() -> None:
         truth = np.column_stack([item.x_px, item.y_px])
         labels = np.asarray(item.label)
         occupied = ~np.isin(labels, ["V_M", "V_2X"])
-        t0 = time.perf_counter()
-        analysis = analyze_frames(image, ctx, model=args.model)
-        t_ours = time.perf_counter() - t0
+        analysis, t_ours, mb_ours = _measured(analyze_frames, image, ctx, model=args.model)
         sites = analysis.frames[0].sites
         ours = np.column_stack([sites["x_px"], sites["y_px"]])
-        t0 = time.perf_counter()
-        theirs = classical(image, column_sigma_px=0.35 / px, min_distance_px=max(1, int(0.9 / px)))
-        t_classical = time.perf_counter() - t0
-        rec, rms, nearest = [], [], None
+        theirs, t_classical, mb_classical = _measured(
+            classical, image, column_sigma_px=0.35 / px, min_distance_px=max(1, int(0.9 / px)))
+        rec, rms = [], []
         for found in (ours, theirs):
-            d, k = cKDTree(found).query(truth)
+            d, _ = cKDTree(found).query(truth)
             ok = d * px < 0.5
             rec.append(ok.mean())
             rms.append(np.sqrt(np.mean((d[ok & occupied] * px) ** 2)))
-            nearest = k if nearest is None else nearest
         d, k = cKDTree(ours).query(truth)
         ok = d * px < 0.5
         accuracy = np.mean(sites["label"][k[ok]] == labels[ok])
         print(f"| {size}² ({len(truth):,} sites) | {t_ours:.1f} | {t_classical:.1f} | "
-              f"{t_classical / t_ours:.2f}× | {rec[0]:.4f} / {rec[1]:.4f} | {rms[0]:.3f} / {rms[1]:.3f} | "
+              f"{t_classical / t_ours:.2f}× | {_mb(mb_ours)} / {_mb(mb_classical)} | "
+              f"{rec[0]:.4f} / {rec[1]:.4f} | {rms[0]:.3f} / {rms[1]:.3f} | "
               f"{accuracy:.4f} |")
+
+
+def _measured(run, *args, **kwargs):
+    """(result, seconds, rise of the peak resident set in MB or None where /proc cannot tell) of run(...)."""
+    clear, status = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+    try:
+        clear.write_text("5")  # resets VmHWM to the current resident set
+        before = _status_kb(status, "VmRSS")
+    except OSError:
+        before = None
+    t0 = time.perf_counter()
+    result = run(*args, **kwargs)
+    seconds = time.perf_counter() - t0
+    rise = None if before is None else (_status_kb(status, "VmHWM") - before) / 1024
+    return result, seconds, rise
+
+
+def _status_kb(status: Path, key: str) -> int:
+    line = next(line for line in status.read_text().splitlines() if line.startswith(key + ":"))
+    return int(line.split()[1])
+
+
+def _mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 def _warm_image(ctx: ImagingContext) -> np.ndarray:

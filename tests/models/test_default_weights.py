@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stemsight.core.context import ImagingContext
+from stemsight.core.errors import InputError
 from stemsight.datasets.context_features import ALL_LABELS, CONTEXT_FEATURES, CONTEXT_SCHEMA
 from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
 from stemsight.models.inference import predict_probabilities, site_inputs
@@ -20,6 +21,21 @@ def test_default_pair_loads_and_matches_the_current_context_schema():
         assert tuple(ckpt.meta["context_features"]) == CONTEXT_FEATURES
         assert ckpt.labels == ALL_LABELS
         assert ckpt.meta["data_digest"]  # trained from a recorded store
+
+
+def test_shipped_models_load_by_name_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
+    model, twin = resolve_models("context-cnn", None)
+    assert (model.meta["model_name"], twin.meta["model_name"]) == ("context-cnn", "image-only")
+    alone, none = resolve_models("image-only", None)
+    assert alone.meta["model_name"] == "image-only" and none is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "context-cnn").mkdir()  # a run folder of that name wins over the shipped model
+    try:
+        resolve_models("context-cnn", None)
+    except InputError as exc:
+        assert "context-cnn" in str(exc)
+    else:
+        raise AssertionError("an empty run folder named context-cnn loaded the shipped model")
 
 
 def test_default_model_names_the_sites_of_a_fresh_high_dose_image():

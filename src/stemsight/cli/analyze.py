@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
                    help="replace the pixel size by the one the host's lattice constant implies")
     p.add_argument("--adapt-prior", action="store_true",
                    help="re-estimate the class fractions from the image (label-shift correction by EM)")
-    p.add_argument("--model", default="default", help="'default' (shipped), a run folder or a checkpoint")
+    p.add_argument("--model", default="default", help="'default' (the shipped context-cnn; "
+                   "'image-only' its shipped twin), a run folder or a checkpoint")
     p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
     p.set_defaults(run=run)
 

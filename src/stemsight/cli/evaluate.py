@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="labelled bundle folders")
     p.add_argument("--data", default=None, help="evaluate a patch store instead of bundles")
     p.add_argument("--split", default="test", help="split of --data to evaluate (default test)")
-    p.add_argument("--model", default="default", help="'default' (shipped), a run folder or a checkpoint")
+    p.add_argument("--model", default="default", help="'default' (the shipped context-cnn; "
+                   "'image-only' its shipped twin), a run folder or a checkpoint")
     p.add_argument("--twin", default=None, help="image-only twin (run folder or checkpoint; default: the "
                    "shipped twin with --model default)")
     p.add_argument("--out", required=True, help="output folder")
@@ -27,12 +28,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stemsight.report.evaluation import write_evaluation
     from stemsight.training.evaluate import (
         evaluate_sites,
         resolve_models,
         sites_from_bundles,
         sites_from_store,
-        write_evaluation,
     )
 
     if bool(args.bundles) == bool(args.data):

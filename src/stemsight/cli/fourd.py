@@ -231,7 +231,7 @@ def _number(meta: dict, key: str) -> float:
 
 
 def _map(args: argparse.Namespace) -> int:
-    from stemsight.analysis.domain_scan import simulate_and_map
+    from stemsight.report.domain_scan import simulate_and_map
 
     report = simulate_and_map(
         args.model,

@@ -27,7 +27,15 @@ def add_parser(sub) -> None:
         "--engine",
         choices=("fast", "abtem"),
         default="fast",
-        help="image formation: fast incoherent model (default) or abTEM multislice",
+        help="image formation: fast incoherent model (default) or abTEM (PRISM or multislice, see "
+        "--abtem-method)",
+    )
+    p.add_argument(
+        "--abtem-method",
+        choices=("prism", "multislice"),
+        default=None,
+        help="abTEM engine: PRISM (default; equal to multislice at interpolation 1, and faster here) or "
+        "conventional multislice",
     )
     p.add_argument(
         "--frozen-phonons",
@@ -109,6 +117,10 @@ def _engine_options(args: argparse.Namespace) -> dict:
             raise InputError("--frozen-phonons: only for --engine abtem")
         if args.prism_interpolation != 1:
             raise InputError("--prism-interpolation: only for --engine abtem")
+        if args.abtem_method is not None:
+            raise InputError("--abtem-method: only for --engine abtem")
         return {}
+    if args.abtem_method == "multislice" and args.prism_interpolation != 1:
+        raise InputError("--prism-interpolation: only with --abtem-method prism")
     return {"frozen_phonons": args.frozen_phonons, "seed": args.seed,
-            "prism_interpolation": args.prism_interpolation}
+            "prism_interpolation": args.prism_interpolation, "method": args.abtem_method or "prism"}

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
         "best/last checkpoints (safetensors + JSON).",
     )
     p.add_argument("--data", required=True, help="patch store built by `stemsight dataset build`")
-    p.add_argument("--model", required=True, help="registered model name (see --list-models)")
+    p.add_argument("--model", required=True, help="registered model name, e.g. context-cnn, "
+                   "image-only or unet (an unknown name lists them all)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--config", default=None, help="YAML of training settings (flags given override it)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 12)")

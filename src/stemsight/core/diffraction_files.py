@@ -73,9 +73,7 @@ def read_patterns(path: str | Path) -> DiffractionData:
 
 def _check(path: Path, data: np.ndarray) -> np.ndarray:
     """float32 patterns of ``data``'s scan shape ((ky, kx) becomes (1, ky, kx)), checked as the models
-    need them (`datasets.diffraction_grid.check_patterns`: rank, size, numbers, finite)."""
-    from stemsight.datasets.diffraction_grid import check_patterns
-
+    need them (`check_patterns`: rank, size, numbers, finite)."""
     checked = check_patterns(data, name=str(path))
     return checked.reshape(*data.shape[:-2], *checked.shape[1:]) if data.ndim > 2 else checked
 
@@ -94,3 +92,24 @@ def _sampling_mrad(axes: list[dict]) -> tuple[float, float] | None:
         else:
             return None
     return scales[0], scales[1]
+
+
+def check_patterns(patterns, name: str = "patterns") -> np.ndarray:
+    """``patterns`` as float32 (N, ky, kx): (ky, kx), (N, ky, kx) and (Ny, Nx, ky, kx) are accepted and a
+    scan is flattened row by row. InputError for another rank, a non-numeric dtype, patterns under 8 px or
+    NaN/inf."""
+    arr = np.asarray(patterns)
+    if arr.dtype.kind not in "uif":
+        raise InputError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 4:
+        arr = arr.reshape(-1, *arr.shape[2:])
+    elif arr.ndim != 3:
+        raise InputError(f"{name}: expected (ky, kx), (N, ky, kx) or (Ny, Nx, ky, kx), got shape {arr.shape}")
+    if min(arr.shape[1:]) < 8 or arr.shape[0] == 0:
+        raise InputError(f"{name}: patterns of {arr.shape[1]}×{arr.shape[2]} px are too small")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name}: contains NaN or infinite values")
+    return arr

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from stemsight.core.diffraction_files import check_patterns
 from stemsight.core.errors import InputError
 
 MIN_DISC_RADIUS_PX = 3.0  # a bright-field disc narrower than this cannot be located or resampled
@@ -43,27 +44,6 @@ class GridSpec:
 
     def to_dict(self) -> dict[str, float]:
         return {"gpts": int(self.gpts), "sampling_mrad": float(self.sampling_mrad)}
-
-
-def check_patterns(patterns, name: str = "patterns") -> np.ndarray:
-    """``patterns`` as float32 (N, ky, kx): (ky, kx), (N, ky, kx) and (Ny, Nx, ky, kx) are accepted and a
-    scan is flattened row by row. InputError for another rank, a non-numeric dtype, patterns under 8 px or
-    NaN/inf."""
-    arr = np.asarray(patterns)
-    if arr.dtype.kind not in "uif":
-        raise InputError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[None]
-    elif arr.ndim == 4:
-        arr = arr.reshape(-1, *arr.shape[2:])
-    elif arr.ndim != 3:
-        raise InputError(f"{name}: expected (ky, kx), (N, ky, kx) or (Ny, Nx, ky, kx), got shape {arr.shape}")
-    if min(arr.shape[1:]) < 8 or arr.shape[0] == 0:
-        raise InputError(f"{name}: patterns of {arr.shape[1]}×{arr.shape[2]} px are too small")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name}: contains NaN or infinite values")
-    return arr
 
 
 def disc_radius_px(convergence_mrad: float, sampling_mrad: float) -> float:

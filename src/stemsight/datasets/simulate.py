@@ -118,6 +118,9 @@ def simulate_labelled_image(request: SimulationRequest) -> LabelledImage:
         },
         "realism": params.to_dict(),
     }
+    if request.engine_options:  # JSON-ready engine settings (method, frozen phonons, ...) for the record
+        provenance["simulation"]["engine_options"] = {
+            k: v for k, v in request.engine_options.items() if isinstance(v, str | int | float | bool)}
     return LabelledImage(
         image=image,
         x_px=moved[inside, 0],

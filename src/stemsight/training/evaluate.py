@@ -19,6 +19,8 @@ from stemsight.core.errors import InputError
 from stemsight.training.checkpoint import Checkpoint, load_checkpoint
 
 DEFAULT_MODEL = "default"
+SHIPPED_MODELS = ("context-cnn", "image-only")
+"""Names of the shipped checkpoints; `--model NAME` loads them where no file or folder of that name exists."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,26 @@ def default_weights_dir() -> Path:
 def resolve_models(model: str | None, twin: str | None) -> tuple[Checkpoint, Checkpoint | None]:
     """Load the context model and its image-only twin.
 
-    model: 'default' (the shipped pair), a run folder (its `best` checkpoint) or a checkpoint path.
+    model: 'default' (the shipped pair), a run folder (its `best` checkpoint), a checkpoint path, or the
+    name of a shipped model ('context-cnn' = 'default'; 'image-only' alone) where no such path exists.
     twin: the image-only checkpoint or run folder; None takes the shipped twin for 'default', else none.
     """
     model = model or DEFAULT_MODEL
+    if model in SHIPPED_MODELS and not Path(model).exists() and not Path(model + ".json").exists():
+        if model == "image-only":
+            return _load(_shipped() / "image-only"), (_load(_stem(twin)) if twin else None)
+        model = DEFAULT_MODEL
     if model == DEFAULT_MODEL:
-        weights = default_weights_dir()
-        if not (weights / "context-cnn.json").exists():
-            raise InputError("--model default: no default weights are installed with this package")
+        weights = _shipped()
         return _load(weights / "context-cnn"), _load(weights / "image-only" if twin is None else _stem(twin))
     return _load(_stem(model)), (_load(_stem(twin)) if twin else None)
+
+
+def _shipped() -> Path:
+    weights = default_weights_dir()
+    if not (weights / "context-cnn.json").exists():
+        raise InputError("--model default: no default weights are installed with this package")
+    return weights
 
 
 def _load(path: Path) -> Checkpoint:
@@ -167,19 +179,4 @@ def evaluate_sites(
     else:
         out["image_only"] = None
         out["entropy_reduction"] = None
-    return out
-
-
-def write_evaluation(metrics: dict[str, Any], out: str | Path) -> Path:
-    """Write `metrics.json` and `confusion.png` into the folder `out` (atomically, as a whole)."""
-    import json
-
-    from stemsight.core.io import atomic_dir
-    from stemsight.report.confusion import confusion_pair_png
-
-    out = Path(out)
-    with atomic_dir(out) as tmp:
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        twin = metrics["image_only"]["confusion"] if metrics.get("image_only") else None
-        (tmp / "confusion.png").write_bytes(confusion_pair_png(metrics["context"]["confusion"], twin))
     return out
