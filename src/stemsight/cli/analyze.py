@@ -35,9 +35,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stemsight.analysis.pipeline import analyze_frames
+    from stemsight.core.io import check_output_folder
     from stemsight.core.micrographs import read_micrograph
     from stemsight.report.outputs import write_analysis_outputs
 
+    check_output_folder(args.out, [args.image] + ([args.meta] if getattr(args, "meta", None) else []))
     micrograph = read_micrograph(args.image)
     context = merged_context(args, micrograph)
     show = sys.stderr.isatty()

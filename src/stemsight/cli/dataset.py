@@ -51,9 +51,11 @@ def add_parser(sub) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from stemsight.core.io import check_output_folder
     from stemsight.datasets.build import build_dataset
     from stemsight.datasets.config import load_config
 
+    check_output_folder(args.out, [args.config])
     config = load_config(args.config)
     summary = build_dataset(
         config,

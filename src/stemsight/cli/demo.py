@@ -15,8 +15,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from stemsight.core.io import check_output_folder
     from stemsight.report.demo import run_demo
 
+    check_output_folder(args.out)
     report = run_demo(args.out, seed=args.seed, progress=sys.stderr.isatty())
     print(report)
     return 0

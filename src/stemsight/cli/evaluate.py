@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stemsight.core.io import check_output_folder
     from stemsight.report.evaluation import write_evaluation
     from stemsight.training.evaluate import (
         evaluate_sites,
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.bundles) == bool(args.data):
         raise InputError("evaluate: give labelled BUNDLE folders or --data STORE (one of the two)")
+    check_output_folder(args.out, list(args.bundles or []) + ([args.data] if args.data else []))
     model, twin = resolve_models(args.model, args.twin)
     if args.bundles:
         sites = sites_from_bundles(args.bundles, model)

@@ -84,12 +84,14 @@ def parse_fractions(text: str | None) -> dict[str, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stemsight.core.io import check_output_folder
     from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
     from stemsight.realism import RealismRanges
     from stemsight.report.bundle import write_bundle
 
     if args.host is None:
         raise InputError("--host: required (e.g. MoS2)")
+    check_output_folder(args.out)
     request = SimulationRequest(
         context=context_from_args(args),
         size_a=args.size_a,

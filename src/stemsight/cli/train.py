@@ -42,8 +42,10 @@ _FLAGS = ("epochs", "batch_size", "lr", "patience", "max_patches", "seed", "devi
 
 
 def run(args: argparse.Namespace) -> int:
+    from stemsight.core.io import check_output_folder
     from stemsight.training.loop import TrainConfig, train
 
+    check_output_folder(args.out, [args.data] + ([args.config] if args.config else []))
     settings = _read_settings(args.config) if args.config else {}
     for name in _FLAGS:
         value = getattr(args, name)

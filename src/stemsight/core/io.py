@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ def atomic_dir(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     The folder gets the usual permissions (0o777 less the umask), not the private ones of a temporary
     folder. An existing `path` is replaced as a whole, and restored if the final rename fails.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    path = check_output_folder(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot write there ({exc.strerror or exc})") from None
     try:
         tmp.chmod(0o777 & ~_umask())
         yield tmp
@@ -44,12 +46,39 @@ def atomic_dir(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         raise
 
 
+def check_output_folder(path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """`path` as an output folder that may be created or replaced as a whole, its parent created.
+
+    InputError when `path` is an existing file (not a folder), the current folder or one holding it, a
+    folder holding one of `inputs` (replacing it would delete them), or when its parent cannot be made.
+    """
+    path = Path(path)
+    where = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file, not an output folder (an output folder is replaced as a whole)")
+    if where == Path.cwd().resolve() or where in Path.cwd().resolve().parents:
+        raise InputError(f"{path}: is the current folder or holds it; give a new or expendable output folder")
+    for item in inputs:
+        item_path = Path(item).resolve()
+        if item_path == where or where in item_path.parents:
+            raise InputError(f"{path}: holds the input {item}; writing there would replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot create this folder ({exc.strerror or exc})") from None
+    return path
+
+
 def _replace(path: Path, new: Path) -> None:
     """Swap `new` in for the existing `path`: move the old one aside (into a fresh private folder, so that
     no leftover of an earlier crash is in the way), rename, then delete the old one."""
     trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
     old = trash / path.name
-    path.rename(old)
+    try:
+        path.rename(old)
+    except OSError as exc:
+        shutil.rmtree(trash, ignore_errors=True)
+        raise InputError(f"{path}: cannot be replaced ({exc.strerror or exc})") from None
     try:
         new.rename(path)
     except BaseException:
