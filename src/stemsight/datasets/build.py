@@ -157,6 +157,9 @@ def _dask_client(workers: int, scheduler: str | None):
             client = Client(scheduler, timeout="10s")
         except OSError as exc:
             raise InputError(f"--scheduler: cannot reach {scheduler} ({exc})") from None
+        except (ValueError, TypeError) as exc:  # distributed's parser: "missing port number in address"
+            raise InputError(f"--scheduler: {scheduler!r} is not a scheduler address such as "
+                             f"tcp://host:8786 ({' '.join(str(exc).split())})") from None
         try:
             yield client
         finally:

@@ -33,6 +33,8 @@ from stemsight.datasets.diffraction_store import PatternSet, load_patterns, open
 from stemsight.training.checkpoint import save_checkpoint
 
 DIFFRACTION_SCHEMA = "stemsight.diffraction.v1"
+DIFFRACTION_MODELS = ("resnet", "vgg", "cnn", "prototype", "pca-knn")
+"""The registered models that classify diffraction patterns (the others classify image sites)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,24 @@ class DiffractionTrainConfig:
             raise InputError(
                 f"filter_quantile: expected a fraction in [0, 0.5), got {self.filter_quantile!r}"
             )
-        if self.electrons is not None and not 0 < self.electrons[0] <= self.electrons[1]:
-            raise InputError(f"electrons: expected 0 < low <= high, got {self.electrons!r}")
+        if self.electrons is not None and not (
+            0 < self.electrons[0] <= self.electrons[1] and math.isfinite(self.electrons[1])
+        ):
+            raise InputError(f"electrons: expected finite 0 < low <= high, got {self.electrons!r}")
+        for name, low in (("lr", 0.0), ("eval_electrons", 0.0), ("weight_decay", None)):
+            value = getattr(self, name)
+            number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+            if not number or (value <= low if low is not None else value < 0):
+                kind = "positive" if low is not None else "non-negative"
+                raise InputError(f"{name}: must be a finite {kind} number, got {value!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise InputError(f"threads: expected an integer >= 0 (0: all cores), got {self.threads!r}")
+        if self.model not in DIFFRACTION_MODELS:
+            raise InputError(f"--model: {self.model!r} is not a 4D-STEM model (known: "
+                             f"{', '.join(DIFFRACTION_MODELS)})")
+        if not isinstance(self.model_overrides, dict):
+            raise InputError(f"model_overrides: expected a mapping of model arguments, got "
+                             f"{self.model_overrides!r}")
 
 
 def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
@@ -78,6 +96,10 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
     out = Path(config.out)
     if (out / "last.json").exists() and not resume:
         raise InputError(f"{out}: holds a training run (add --resume to continue it, or a new --out)")
+    try:  # the model arguments are checked before anything is read or written
+        create_model(config.model, **config.model_overrides)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"--model: {' '.join(str(exc).split())}") from None
     torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
     train_set = load_patterns(config.data, split="train")
     val_set = load_patterns(config.data, split="validation")
@@ -87,20 +109,17 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
     x_train = torch.from_numpy(train_set.patterns[keep])
     y_train = torch.from_numpy(train_set.label[keep])
     meta = _meta(config, threshold)
-    out.mkdir(parents=True, exist_ok=True)
-    data = {**dataclasses.asdict(config), "data_digest": meta["data_digest"], "filter_threshold": threshold}
-    atomic_write_bytes(out / "train_config.yaml", _yaml(data))
     torch.manual_seed(config.seed)
-    try:
-        model = create_model(config.model, **config.model_overrides)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"--model: {exc}") from None
+    model = create_model(config.model, **config.model_overrides)
+    data = {**dataclasses.asdict(config), "data_digest": meta["data_digest"], "filter_threshold": threshold}
     if not isinstance(model, torch.nn.Module):  # PCA + kNN: fitted once, on the 8 symmetric images
         x, y = symmetric_copies(train_set.patterns[keep], train_set.label[keep])
         model.fit(net_input(x, input_channels(model)), y)
         val_patterns = _noisy(val_set.patterns, config.eval_electrons, config.seed)
         accuracy = float((predict_proba(model, val_patterns).argmax(1) == val_set.label).mean())
         record = {"epoch": 0, "val_accuracy": accuracy, "patterns": len(y)}
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "train_config.yaml", _yaml(data))
         save_checkpoint(out / "last", model, **meta, training=record)
         return save_checkpoint(out / "best", model, **meta, training=record)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -109,6 +128,10 @@ def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, p
         if resume and (out / "last.json").exists()
         else _RunState()
     )
+    # written once the arguments passed and a resumed run's model matched (_restore): bad input leaves
+    # no run folder, and an existing run's config as it was
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "train_config.yaml", _yaml(data))
     steps = max(1, len(x_train) // config.batch_size)
     schedule = _cosine(optimizer, config.epochs * steps, start=state.step)
     generator = torch.Generator().manual_seed(config.seed)
