@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stemsight.datasets.store import open_store
+from stemsight.datasets.store import open_store, reading
 
 
 def store_info(path: str | Path) -> dict[str, Any]:
@@ -18,6 +18,11 @@ def store_info(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     root = open_store(path)
+    with reading(path):
+        return _info(path, root)
+
+
+def _info(path: Path, root) -> dict[str, Any]:
     attrs = root.attrs
     labels, splits, cases = attrs["labels"], attrs["splits"], attrs["cases"]
     build = dict(attrs["build"])

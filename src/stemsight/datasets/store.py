@@ -28,9 +28,11 @@ only the missing units run again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +314,20 @@ def open_group(path: Path, *, mode: str, store_format: str, kind: str):
     if root.attrs.get("format") != store_format:
         raise InputError(f"{path}: not a stemsight {kind} (format {root.attrs.get('format')!r})")
     return root
+
+
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn the errors of a damaged store read inside the block (an array folder removed: KeyError; a
+    truncated or corrupt chunk: the codec's RuntimeError or ValueError; a file gone: OSError) into one
+    InputError naming the store."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (KeyError, RuntimeError, ValueError, OSError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"{path}: damaged store ({type(exc).__name__}: {detail})") from None
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from stemsight.core.errors import InputError
-from stemsight.datasets.store import open_store
+from stemsight.datasets.store import open_store, reading
 
 # arrays read a chunk at a time -> dtype of the tensor returned
 _STREAMED = {
@@ -62,16 +62,17 @@ class PatchDataset(Dataset):
         if not attrs.get("build", {}).get("complete", False) and not allow_incomplete:
             raise InputError(f"{self.path}: the build is not complete (finish it with --resume, "
                              f"or pass allow_incomplete=True)")
-        self._labels = tuple(attrs["labels"])
-        self._context_features = tuple(attrs["context_features"])
-        self._indices = _select(root, split, path=self.path)
-        self._label = root["patches/label"][:][self._indices]  # int8 codes; 1 byte per patch
-        patch = root["patches/patch"]
-        self._patch_size_px = int(patch.shape[1])
-        self._patch_size_a = float(attrs["config"]["patch"]["size_a"])
-        self._chunk_length = int(patch.chunks[0])
-        self.chunk_decodes: Counter[str] = Counter()  # chunks decoded per array (cache misses)
-        self._adopt(root)
+        with reading(self.path):
+            self._labels = tuple(attrs["labels"])
+            self._context_features = tuple(attrs["context_features"])
+            self._indices = _select(root, split, path=self.path)
+            self._label = root["patches/label"][:][self._indices]  # int8 codes; 1 byte per patch
+            patch = root["patches/patch"]
+            self._patch_size_px = int(patch.shape[1])
+            self._patch_size_a = float(attrs["config"]["patch"]["size_a"])
+            self._chunk_length = int(patch.chunks[0])
+            self.chunk_decodes: Counter[str] = Counter()  # chunks decoded per array (cache misses)
+            self._adopt(root)
 
     # -- lazy opening -----------------------------------------------------------------------------------
     def _adopt(self, root) -> None:
@@ -111,7 +112,8 @@ class PatchDataset(Dataset):
         chunk = g // length
         cached = self._cache.get(name)
         if cached is None or cached[0] != chunk:
-            cached = (chunk, self._arrays[name][chunk * length : (chunk + 1) * length])
+            with reading(self.path):
+                cached = (chunk, self._arrays[name][chunk * length : (chunk + 1) * length])
             self._cache[name] = cached
             self.chunk_decodes[name] += 1
         return np.array(cached[1][g - chunk * length])  # a copy, so the tensor does not pin the chunk

@@ -69,8 +69,12 @@ def _load(path: Path) -> Checkpoint:
     """A checkpoint whose patches are cut, and whose context vector is built, the way this version does."""
     from stemsight.datasets.context_features import CONTEXT_SCHEMA
     from stemsight.datasets.patches import check_patch_normalisation
+    from stemsight.training.diffraction_train import DIFFRACTION_SCHEMA
 
     checkpoint = load_checkpoint(path)
+    if checkpoint.meta.get("context_schema") == DIFFRACTION_SCHEMA:
+        raise InputError(f"{checkpoint.path}: is a 4D-STEM model, not a site classifier (use it with "
+                         "`stemsight fourd`)")
     check_patch_normalisation((checkpoint.meta.get("patch") or {}).get("normalisation"), str(checkpoint.path))
     if checkpoint.meta.get("context_schema") != CONTEXT_SCHEMA:
         found = checkpoint.meta.get("context_schema")
@@ -115,10 +119,16 @@ def sites_from_bundles(paths: Sequence[str | Path], checkpoint: Checkpoint) -> S
 
 def sites_from_store(store: str | Path, split: str | None, *, max_sites: int | None = None) -> SiteSet:
     """Sites of one split of a patch store (all of them, or the first `max_sites`)."""
-    from stemsight.datasets.patches import check_patch_normalisation
-    from stemsight.datasets.store import open_store
+    from stemsight.datasets.store import open_store, reading
 
     root = open_store(store)
+    with reading(store):
+        return _sites_from_root(root, store, split, max_sites)
+
+
+def _sites_from_root(root, store: str | Path, split: str | None, max_sites: int | None) -> SiteSet:
+    from stemsight.datasets.patches import check_patch_normalisation
+
     check_patch_normalisation(root.attrs.get("patch_normalisation"), str(store))
     splits = list(root.attrs["splits"])
     if split is not None and split not in splits:

@@ -64,6 +64,11 @@ class TrainConfig:
                 raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"lr: must be a positive number, got {self.lr!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise InputError(f"threads: expected an integer >= 0 (0: all cores), got {self.threads!r}")
+        if not isinstance(self.model_overrides, dict):
+            raise InputError(f"model_overrides: expected a mapping of model arguments, got "
+                             f"{self.model_overrides!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device: expected auto, cpu or cuda, got {self.device!r}")
         if self.max_patches is not None and self.max_patches < 1:
@@ -127,9 +132,9 @@ def train(
         wrapped = dist.wrap(model, device)
         sampler = ChunkGroupedSampler(train_set, seed=config.seed, rank=dist.rank, world_size=dist.world_size)
         meta = _meta(train_set, config)
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            _write_config(out, config, meta)
+        # the run folder and its train_config.yaml appear with the first finished epoch: bad input found
+        # while reading the store (a damaged chunk) leaves nothing behind
+        config_written = False
         total_epochs = config.epochs
         schedule = _cosine(optimizer, total_epochs * _steps_per_epoch(sampler, config), start=state.step)
         stop_at = total_epochs if epoch_limit is None else min(total_epochs, state.epoch + epoch_limit)
@@ -153,6 +158,10 @@ def train(
                       "seconds": seconds, "patches_per_s": seen * dist.world_size / seconds}
             state.history.append(record)
             if dist.is_main:
+                if not config_written:
+                    out.mkdir(parents=True, exist_ok=True)
+                    _write_config(out, config, meta)
+                    config_written = True
                 if improved:
                     save_checkpoint(out / "best", model, **meta, training={"epoch": epoch, **record})
                 _save_last(out / "last", model, optimizer, state, meta)
@@ -285,10 +294,16 @@ def _cosine(optimizer, total_steps: int, *, start: int = 0):
 
 
 def _meta(dataset, config: TrainConfig) -> dict[str, Any]:
-    from stemsight.datasets.patches import check_patch_normalisation
-    from stemsight.datasets.store import open_store
+    from stemsight.datasets.store import open_store, reading
 
     root = open_store(config.data)
+    with reading(config.data):
+        return _meta_of(root, dataset, config)
+
+
+def _meta_of(root, dataset, config: TrainConfig) -> dict[str, Any]:
+    from stemsight.datasets.patches import check_patch_normalisation
+
     attrs = root.attrs
     check_patch_normalisation(attrs.get("patch_normalisation"), str(config.data))
     digest = f"{attrs['config_digest']}:{attrs['build']['n_patches']}"
