@@ -52,6 +52,7 @@ from stemsight.core.io import read_text
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_PATCH_SIZE_PX, DEFAULT_PATCH_SIZE_A = 24, 4.8
+MAX_IMAGE_SIZE_PX = 8192  # one float32 image of 8192² px is 0.27 GB, in memory and in one store chunk
 """Patch grid when a config gives none: 24 points over 4.8 Å (0.2 Å steps)."""
 _TOP_KEYS = (
     "name",
@@ -259,7 +260,7 @@ def config_from_dict(data: Any) -> DatasetConfig:
         name=str(data.get("name", "dataset")),
         seed=_int(data.get("seed", 0), "seed", low=0),
         images_per_case=_int(data.get("images_per_case", 1), "images_per_case", low=1),
-        image_size_px=_int(data.get("image_size_px", 128), "image_size_px", low=16),
+        image_size_px=_int(data.get("image_size_px", 128), "image_size_px", low=16, high=MAX_IMAGE_SIZE_PX),
         engine=engine,
         patch_size_px=_int(patch.get("size_px", DEFAULT_PATCH_SIZE_PX), "patch.size_px", low=4),
         patch_size_a=_positive(patch.get("size_a", DEFAULT_PATCH_SIZE_A), "patch.size_a"),
@@ -547,9 +548,12 @@ def _positive(value: Any, where: str) -> float:
     return number
 
 
-def _int(value: Any, where: str, *, low: int) -> int:
+def _int(value: Any, where: str, *, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InputError(f"{where}: expected an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise InputError(f"{where}: expected an integer <= {high} (one image of {value} × {value} px is "
+                         f"{value * value * 4 / 1e9:.3g} GB), got {value!r}")
     return value
 
 
