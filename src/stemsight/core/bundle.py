@@ -93,7 +93,21 @@ def read_bundle(path: str | Path) -> LabelledImage:
         raise InputError(f"{path / 'meta.json'}: {exc}") from None
     provenance = {k: v for k, v in meta.items() if k not in context.to_dict() or k in context.extra}
     x, y, sub, lab = _read_sites(path / "sites.csv")
+    _check_inside(path / "sites.csv", x, y, image.shape)
     return LabelledImage(image.astype(np.float32), x, y, sub, lab, context, provenance)
+
+
+def _check_inside(path: Path, x: np.ndarray, y: np.ndarray, shape: tuple[int, ...]) -> None:
+    """InputError naming the file when a site lies outside the image: pixel centres run from 0 to n - 1,
+    so the image covers [-0.5, n - 0.5] along each axis."""
+    ny, nx = shape
+    outside = (x < -0.5) | (x > nx - 0.5) | (y < -0.5) | (y > ny - 0.5)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InputError(
+            f"{path}: {int(outside.sum())} site(s) outside the {ny}×{nx} px image, e.g. line {i + 2} at "
+            f"x = {x[i]:g}, y = {y[i]:g} px (x and y run from -0.5 to n - 0.5)"
+        )
 
 
 def _read_sites(path: Path):

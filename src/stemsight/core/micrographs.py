@@ -8,11 +8,13 @@ is None, never guessed. Bad input is an `InputError` whose one-line message name
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +59,17 @@ def read_micrograph(path: str | Path) -> Micrograph:
     if not path.is_file():
         raise InputError(f"{path}: not a file")
     load, finish = _READERS[suffix]
+    if suffix == ".mrc":
+        _check_mrc_header(path)
     try:
-        fmt, signals = load(path)
+        with _quiet("tifffile"):  # it logs a warning for a damaged file before raising: one line only
+            fmt, signals = load(path)
     except ImportError:  # a broken install, not a bad file
         raise
     except Exception as exc:  # any failure of a third-party parser means a bad file
+        colour = _tiff_colour(path) if suffix in (".tif", ".tiff") else None
+        if colour is not None:
+            raise InputError(f"{path}: {colour}, not a greyscale image") from None
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise InputError(f"{path}: cannot read as {suffix[1:]} ({type(exc).__name__}: {first})") from None
     if not signals:
@@ -69,6 +77,50 @@ def read_micrograph(path: str | Path) -> Micrograph:
     signal = _choose_image(path, finish(path, list(signals)) if finish else list(signals))
     frames = _frames(path, signal["data"])
     return Micrograph(frames, _pixel_size_a(signal["axes"]), _energy_kev(signal), fmt, path, _title(signal))
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence the named logger inside the block (the error that follows says what went wrong)."""
+    log = logging.getLogger(logger)
+    disabled = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = disabled
+
+
+def _tiff_colour(path: Path) -> str | None:
+    """'RGB colour data ...' when the TIFF's first page holds colour samples (which the reader refuses for
+    some sample types, e.g. float32), else None (also for a file tifffile cannot open)."""
+    try:
+        import tifffile
+
+        with _quiet("tifffile"), tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            samples, photometric, dtype = page.samplesperpixel, page.photometric, page.dtype
+    except Exception:
+        return None
+    if samples in (3, 4) or getattr(photometric, "name", "") in ("RGB", "PALETTE", "YCBCR"):
+        return f"RGB/RGBA colour data ({samples} samples per pixel, {dtype})"
+    return None
+
+
+_MRC_MODES = {0, 1, 2, 3, 4, 6, 12, 101}
+
+
+def _check_mrc_header(path: Path) -> None:
+    """InputError naming the file when its first 1024 bytes are not an MRC header (sizes, mode)."""
+    with open(path, "rb") as fh:
+        header = fh.read(1024)
+    if len(header) < 1024:
+        raise InputError(f"{path}: not a readable MRC file ({len(header)} bytes; an MRC header is 1024)")
+    for order in ("<", ">"):
+        nx, ny, nz, mode = np.frombuffer(header[:16], dtype=f"{order}i4")
+        if min(nx, ny, nz) >= 1 and mode in _MRC_MODES:
+            return
+    raise InputError(f"{path}: not a readable MRC file (its header holds no valid image size and data mode)")
 
 
 def _choose_image(path: Path, signals: list[Signal]) -> Signal:

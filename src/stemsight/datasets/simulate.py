@@ -166,7 +166,7 @@ def _size_xy(size_a) -> tuple[float, float]:
         size_a = (size_a, size_a)
     size_x, size_y = (float(s) for s in size_a)
     if not (math.isfinite(size_x) and math.isfinite(size_y)) or size_x <= 0 or size_y <= 0:
-        raise InputError(f"size_a: must be positive, got {size_a}")
+        raise InputError(f"size_a: must be a finite positive number (Å), got {size_a}")
     return size_x, size_y
 
 
