@@ -148,7 +148,7 @@ def test_a_garbage_mrc_is_named_as_not_mrc(bundle, tmp_path, capsys, size):
     path.write_bytes(np.random.default_rng(1).bytes(size))
     assert main(_analyze(bundle, path, tmp_path / "o")) == 2
     err = _error(capsys)
-    assert "image.mrc: not a readable MRC file" in err
+    assert "image.mrc: cannot read as mrc (not an MRC file" in err
 
 
 def test_evaluate_refuses_a_site_outside_the_image(bundle, tmp_path, capsys):

@@ -115,12 +115,12 @@ def _check_mrc_header(path: Path) -> None:
     with open(path, "rb") as fh:
         header = fh.read(1024)
     if len(header) < 1024:
-        raise InputError(f"{path}: not a readable MRC file ({len(header)} bytes; an MRC header is 1024)")
+        raise InputError(f"{path}: cannot read as mrc (not an MRC file: {len(header)} bytes, under a header)")
     for order in ("<", ">"):
         nx, ny, nz, mode = np.frombuffer(header[:16], dtype=f"{order}i4")
         if min(nx, ny, nz) >= 1 and mode in _MRC_MODES:
             return
-    raise InputError(f"{path}: not a readable MRC file (its header holds no valid image size and data mode)")
+    raise InputError(f"{path}: cannot read as mrc (not an MRC file: no valid image size and data mode)")
 
 
 def _choose_image(path: Path, signals: list[Signal]) -> Signal:
