@@ -99,6 +99,9 @@ def test_demo_simulates_analyzes_and_scores(tmp_path, capsys):
     located = float(out.split("% of the sites located")[0].rsplit(" ", 1)[-1])
     accuracy = float(out.split("classification accuracy ")[1].split("%")[0])
     assert located >= 99.5 and accuracy >= 95.0
+    ood = int(out.split("flagged out of distribution: ")[1].split(" ")[0])
+    sites = json.loads((analysis / "summary.json").read_text())
+    assert ood == 0 and not sites.get("ood_context")  # the demo runs inside what the shipped model knows
     assert str((analysis / "report.html").resolve()) in out
 
 

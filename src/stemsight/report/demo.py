@@ -18,7 +18,7 @@ DEMO_CONTEXT = ImagingContext(
     convergence_mrad=30.0,
     detector_inner_mrad=80.0,
     detector_outer_mrad=200.0,
-    pixel_size_a=0.15,
+    pixel_size_a=0.1,
     dose_e_per_a2=1e5,
 )
 MATCH_RADIUS_A = 0.5
@@ -51,6 +51,6 @@ def run_demo(out: str | Path = "stemsight-demo", *, seed: int = 0, progress: boo
         f"{item.image.shape[0]} px, {len(truth)} sites ({int(defects.sum())} defects)\n"
         f"analysis: {found.mean():.1%} of the sites located within {MATCH_RADIUS_A} Å; "
         f"classification accuracy {correct.mean():.1%} ({int(correct.sum())}/{len(correct)}), on defects "
-        f"{correct[defects[found]].mean():.1%}\n"
+        f"{correct[defects[found]].mean():.1%}; flagged out of distribution: {int(sites['ood'].sum())} sites\n"
         f"bundle: {bundle.resolve()}\nreport: {(report / 'report.html').resolve()}"
     )
