@@ -52,8 +52,9 @@ from stemsight.core.io import read_text
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_PATCH_SIZE_PX, DEFAULT_PATCH_SIZE_A = 24, 4.8
-MAX_IMAGE_SIZE_PX = 8192  # one float32 image of 8192² px is 0.27 GB, in memory and in one store chunk
 """Patch grid when a config gives none: 24 points over 4.8 Å (0.2 Å steps)."""
+MAX_IMAGE_SIZE_PX = 8192
+"""Largest image side (px): one float32 image of 8192² px is 0.27 GB, in memory and in one store chunk."""
 _TOP_KEYS = (
     "name",
     "seed",
