@@ -21,7 +21,7 @@ SIM_TO_REAL = pytest.mark.xfail(strict=False, reason=(
     "sim-to-real gap: the context model calls some dim metal columns dopants on these images: D_M 3.7 % "
     "(doped, along its mirror-twin boundaries; the other doped image gives 0.54 % and passes) and 1.2 %, "
     "1.0 % (undoped) of metal sites, where 1.8 % and 1.2 % of the metal columns read between a vacancy "
-    "and Mo; WSe2 X2 25 % (70 % V_X: the authors' Se2 columns read 0.37 of W, our physics 0.70, while "
+    "and Mo; WSe2 X2 26 % (70 % V_X: the authors' Se2 columns read 0.37 of W, our physics 0.70, while "
     "the partly selenized images' upper mode, 0.42, is what their D_X test relies on)"))
 
 
