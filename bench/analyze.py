@@ -15,6 +15,9 @@ against the truth, and stemsight's classification accuracy.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import time
 from pathlib import Path
 
@@ -101,6 +104,9 @@ def main() -> None:
 def _measured(run, *args, **kwargs):
     """(result, seconds, rise of the peak resident set in MB or None where /proc cannot tell) of run(...)."""
     clear, status = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # hand freed heap back, so that reuse is not free
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         clear.write_text("5")  # resets VmHWM to the current resident set
         before = _status_kb(status, "VmRSS")

@@ -51,6 +51,7 @@ def run_demo(out: str | Path = "stemsight-demo", *, seed: int = 0, progress: boo
         f"{item.image.shape[0]} px, {len(truth)} sites ({int(defects.sum())} defects)\n"
         f"analysis: {found.mean():.1%} of the sites located within {MATCH_RADIUS_A} Å; "
         f"classification accuracy {correct.mean():.1%} ({int(correct.sum())}/{len(correct)}), on defects "
-        f"{correct[defects[found]].mean():.1%}; flagged out of distribution: {int(sites['ood'].sum())} sites\n"
+        f"{correct[defects[found]].mean():.1%}; flagged out of distribution: "
+        f"{int(sites['ood'].sum())} sites\n"
         f"bundle: {bundle.resolve()}\nreport: {(report / 'report.html').resolve()}"
     )
