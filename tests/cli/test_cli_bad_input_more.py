@@ -178,3 +178,11 @@ def test_simulate_size_must_be_finite(tmp_path, capsys, size):
     assert main([*SIMULATE, "--size-a", size, "--out", str(tmp_path / "b")]) == 2
     assert "finite positive" in _error(capsys)
     assert not (tmp_path / "b").exists()
+
+
+def test_train_names_a_diffraction_model_as_such(store, tmp_path, capsys):
+    argv = ["train", "--data", str(store), "--model", "resnet", "--epochs", "1", "--no-progress",
+            "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == 2
+    assert "fourd train" in _error(capsys)
+    assert not (tmp_path / "r").exists()

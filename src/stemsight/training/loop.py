@@ -58,6 +58,11 @@ class TrainConfig:
     intensity_loss: float = 0.0
 
     def __post_init__(self) -> None:
+        from stemsight.training.diffraction_train import DIFFRACTION_MODELS
+
+        if self.model in DIFFRACTION_MODELS:
+            raise InputError(f"--model: {self.model!r} classifies diffraction patterns; train it with "
+                             "`stemsight fourd train` (site classifiers: context-cnn, image-only, unet)")
         for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
