@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from stemsight.core.micrographs import read_micrograph
     from stemsight.report.outputs import write_analysis_outputs
 
-    check_output_folder(args.out, [args.image] + ([args.meta] if getattr(args, "meta", None) else []))
+    check_output_folder(args.out, [args.image] + ([args.meta] if args.meta else []))
     micrograph = read_micrograph(args.image)
     context = merged_context(args, micrograph)
     show = sys.stderr.isatty()

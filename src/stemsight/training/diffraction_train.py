@@ -31,10 +31,9 @@ from stemsight.core.io import atomic_write_bytes
 from stemsight.datasets.diffraction_grid import model_input
 from stemsight.datasets.diffraction_store import PatternSet, load_patterns, open_diffraction_store
 from stemsight.training.checkpoint import save_checkpoint
+from stemsight.training.settings import DIFFRACTION_MODELS, check_run_settings
 
 DIFFRACTION_SCHEMA = "stemsight.diffraction.v1"
-DIFFRACTION_MODELS = ("resnet", "vgg", "cnn", "prototype", "pca-knn")
-"""The registered models that classify diffraction patterns (the others classify image sites)."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,7 @@ class DiffractionTrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
+        check_run_settings(self)
         if not 0 <= self.filter_quantile < 0.5:
             raise InputError(
                 f"filter_quantile: expected a fraction in [0, 0.5), got {self.filter_quantile!r}"
@@ -77,14 +73,9 @@ class DiffractionTrainConfig:
             if not number or (value <= low if low is not None else value < 0):
                 kind = "positive" if low is not None else "non-negative"
                 raise InputError(f"{name}: must be a finite {kind} number, got {value!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise InputError(f"threads: expected an integer >= 0 (0: all cores), got {self.threads!r}")
         if self.model not in DIFFRACTION_MODELS:
             raise InputError(f"--model: {self.model!r} is not a 4D-STEM model (known: "
                              f"{', '.join(DIFFRACTION_MODELS)})")
-        if not isinstance(self.model_overrides, dict):
-            raise InputError(f"model_overrides: expected a mapping of model arguments, got "
-                             f"{self.model_overrides!r}")
 
 
 def train_diffraction(config: DiffractionTrainConfig, *, resume: bool = False, progress: bool = True) -> Path:

@@ -25,6 +25,7 @@ from stemsight.core.errors import InputError
 from stemsight.core.io import atomic_write_bytes
 from stemsight.datasets.context_features import dopant_flag
 from stemsight.training.checkpoint import load_checkpoint, save_checkpoint
+from stemsight.training.settings import DIFFRACTION_MODELS, check_run_settings
 
 
 @dataclass(frozen=True)
@@ -58,22 +59,12 @@ class TrainConfig:
     intensity_loss: float = 0.0
 
     def __post_init__(self) -> None:
-        from stemsight.training.diffraction_train import DIFFRACTION_MODELS
-
         if self.model in DIFFRACTION_MODELS:
             raise InputError(f"--model: {self.model!r} classifies diffraction patterns; train it with "
                              "`stemsight fourd train` (site classifiers: context-cnn, image-only, unet)")
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
+        check_run_settings(self)
         if not (isinstance(self.lr, int | float) and self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"lr: must be a positive number, got {self.lr!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise InputError(f"threads: expected an integer >= 0 (0: all cores), got {self.threads!r}")
-        if not isinstance(self.model_overrides, dict):
-            raise InputError(f"model_overrides: expected a mapping of model arguments, got "
-                             f"{self.model_overrides!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device: expected auto, cpu or cuda, got {self.device!r}")
         if self.max_patches is not None and self.max_patches < 1:
