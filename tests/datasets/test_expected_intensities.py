@@ -9,7 +9,7 @@ import pytest
 
 from stemsight.core.context import ImagingContext
 from stemsight.datasets.expected_intensities import expected_intensities
-from stemsight.datasets.patches import extract_patches, normalise_to_sites, site_intensities
+from stemsight.datasets.patches import extract_patches, normalise_to_sites, site_intensities, site_patches
 from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
 from stemsight.realism import RealismRanges
 
@@ -17,11 +17,8 @@ from stemsight.realism import RealismRanges
 def _site_intensities(context: ImagingContext, fractions: dict, *, realism, seed: int, size_a: float = 40.0):
     item = simulate_labelled_image(SimulationRequest(context=context, size_a=size_a, fractions=fractions,
                                                      realism=realism, seed=seed))
-    sublattice = np.asarray(item.sublattice).astype(str)
-    yx = context.pixel_size_yx_a
-    normalised = normalise_to_sites(item.image, item.x_px, item.y_px,
-                                    sublattice == context.host_spec.sublattices[0], pixel_size_yx_a=yx)
-    patches = extract_patches(normalised, item.x_px, item.y_px, pixel_size_yx_a=yx, size_px=24, size_a=4.8)
+    patches = site_patches(item.image, item.x_px, item.y_px, item.sublattice, context.host_spec,
+                           pixel_size_yx_a=context.pixel_size_yx_a, size_px=24, size_a=4.8)
     return site_intensities(patches, size_a=4.8), np.asarray(item.label).astype(str)
 
 
@@ -57,3 +54,37 @@ def test_the_hollow_background_does_not_move_with_the_dose():
     vacancy = labels == "V"
     assert abs(np.median(noisy[vacancy]) - np.median(clean[vacancy])) < 0.1
     assert np.median(clean[vacancy]) == pytest.approx(expected_intensities(context)["V"], abs=0.05)
+
+
+def test_hbn_sites_read_against_their_own_sublattice():
+    """hBN's N atoms outshine its B atoms, and the context gives H, D and V relative to the host atom of the
+    site's sublattice: each sublattice's patches are cut on its own scale, so host atoms of both read 1 and
+    O on N reads where the context expects it (on one image-wide scale the N atoms read about 1.5)."""
+    context = ImagingContext(host="hBN", dopant="O", dopant_site="N", energy_kev=60, convergence_mrad=30,
+                             detector_inner_mrad=55, detector_outer_mrad=200, pixel_size_a=0.1)
+    item = simulate_labelled_image(SimulationRequest(context=context, size_a=30.0, seed=2,
+                                                     fractions={"N:D": 0.1, "B:V": 0.05}))
+    yx, sub, label = context.pixel_size_yx_a, np.asarray(item.sublattice), np.asarray(item.label)
+    values = site_intensities(site_patches(item.image, item.x_px, item.y_px, sub, context.host_spec,
+                                           pixel_size_yx_a=yx, size_px=24, size_a=4.8), size_a=4.8)
+    expected = expected_intensities(context)
+    for name in ("B", "N"):
+        assert np.median(values[(sub == name) & (label == "H")]) == pytest.approx(1.0, abs=0.05), name
+    assert np.median(values[label == "D"]) == pytest.approx(expected["D"], abs=0.05)
+    whole = normalise_to_sites(item.image, item.x_px, item.y_px, sub == "B", pixel_size_yx_a=yx)
+    one_scale = site_intensities(extract_patches(whole, item.x_px, item.y_px, pixel_size_yx_a=yx, size_px=24,
+                                                 size_a=4.8), size_a=4.8)
+    assert np.median(one_scale[(sub == "N") & (label == "H")]) > 1.3
+
+
+def test_tmd_and_graphene_patches_are_cut_on_one_scale():
+    """Only hBN is cut per sublattice: a TMD's patches are exactly those of the image normalised to M."""
+    context = ImagingContext(host="MoS2", dopant="Re", energy_kev=80, convergence_mrad=30,
+                             detector_inner_mrad=80, detector_outer_mrad=200, pixel_size_a=0.1)
+    item = simulate_labelled_image(SimulationRequest(context=context, size_a=20.0, seed=3))
+    yx, sub = context.pixel_size_yx_a, np.asarray(item.sublattice)
+    whole = normalise_to_sites(item.image, item.x_px, item.y_px, sub == "M", pixel_size_yx_a=yx)
+    np.testing.assert_array_equal(
+        site_patches(item.image, item.x_px, item.y_px, sub, context.host_spec, pixel_size_yx_a=yx,
+                     size_px=24, size_a=4.8),
+        extract_patches(whole, item.x_px, item.y_px, pixel_size_yx_a=yx, size_px=24, size_a=4.8))

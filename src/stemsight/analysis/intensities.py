@@ -38,9 +38,19 @@ def site_heights(image: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, *, a_px:
 
 
 def relative_heights(heights: np.ndarray, sublattice: np.ndarray, context: ImagingContext) -> np.ndarray:
-    """(N,) heights in units of the median height of the host's first sublattice (sublattice: (N,) names)."""
-    first = np.asarray(sublattice) == context.host_spec.sublattices[0]
-    return heights / (float(np.median(heights[first])) or 1.0)
+    """(N,) heights in units of the median height of the host's first sublattice (sublattice: (N,) names);
+    for hBN each sublattice in units of its own (`Host.scale_per_sublattice`), as its patches are cut."""
+    host = context.host_spec
+    sublattice = np.asarray(sublattice)
+    out = np.asarray(heights, np.float64).copy()
+    if not host.scale_per_sublattice:
+        first = sublattice == host.sublattices[0]
+        return out / (float(np.median(out[first])) or 1.0)
+    for sub in host.sublattices:
+        here = sublattice == sub
+        if here.any():
+            out[here] /= float(np.median(out[here])) or 1.0
+    return out
 
 
 def expected_heights(context: ImagingContext, heights: np.ndarray, sublattice: np.ndarray) -> dict:

@@ -29,6 +29,12 @@ class Host:
     def sublattices(self) -> tuple[str, ...]:
         return tuple(self.elements)
 
+    @property
+    def scale_per_sublattice(self) -> bool:
+        """Whether site intensities are measured relative to the host atom of each site's own sublattice
+        (hBN, whose B and N differ) instead of the first sublattice's (a TMD's metal; graphene's carbon)."""
+        return self.family == "hbn"
+
 
 def parse_host(name: str) -> Host:
     """'MoS2' -> tmd {M: Mo, X: S}; 'graphene' -> {C: C}; 'hBN' / 'BN' -> {B: B, N: N}."""

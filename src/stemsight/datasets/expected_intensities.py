@@ -44,7 +44,7 @@ def expected_intensities(context: ImagingContext) -> dict[str, float]:
 @functools.lru_cache(maxsize=1024)
 def _expected(context: ImagingContext) -> tuple[tuple[str, float], ...]:
     from stemsight.datasets.config import DEFAULT_PATCH_SIZE_A, DEFAULT_PATCH_SIZE_PX
-    from stemsight.datasets.patches import extract_patches, normalise_to_sites, site_intensities
+    from stemsight.datasets.patches import site_intensities, site_patches
     from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
     from stemsight.realism import RealismRanges
 
@@ -59,10 +59,8 @@ def _expected(context: ImagingContext) -> tuple[tuple[str, float], ...]:
         context=sim_context, size_a=FIELD_A, fractions=_fractions(context), realism=realism, seed=0))
     sublattice = np.asarray(item.sublattice).astype(str)
     yx = sim_context.pixel_size_yx_a
-    normalised = normalise_to_sites(item.image, item.x_px, item.y_px, sublattice == host.sublattices[0],
-                                    pixel_size_yx_a=yx)
-    patches = extract_patches(normalised, item.x_px, item.y_px, pixel_size_yx_a=yx,
-                              size_px=DEFAULT_PATCH_SIZE_PX, size_a=DEFAULT_PATCH_SIZE_A)
+    patches = site_patches(item.image, item.x_px, item.y_px, sublattice, host, pixel_size_yx_a=yx,
+                           size_px=DEFAULT_PATCH_SIZE_PX, size_a=DEFAULT_PATCH_SIZE_A)
     values = site_intensities(patches, size_a=DEFAULT_PATCH_SIZE_A)  # read on the default patch grid
     label = np.asarray(item.label).astype(str)
     if host.family != "tmd":  # H and D on the dopant's sublattice, V on any, relative to H there

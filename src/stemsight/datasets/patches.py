@@ -16,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from stemsight.core.errors import InputError
+from stemsight.core.hosts import Host
 
 PATCH_NORMALISATION = "sites-median-v3"
 """Name of the intensity scale and sampling patches are cut with (`normalise_to_sites`, `extract_patches`);
 stores and checkpoints record it. v2: v1 (point sampling) plus the low-pass before a coarser patch grid;
 v3: the background is the median of the lattice's hollows instead of the image's 2nd percentile, which
-shot noise pulled below zero (a graphene vacancy read 0.1-0.6 instead of 0 at 10⁵ e/Å²)."""
+shot noise pulled below zero (a graphene vacancy read 0.1-0.6 instead of 0 at 10⁵ e/Å²). hBN's patches
+are cut per sublattice (`site_patches`); TMD and graphene patches are unchanged by that."""
 
 
 def check_patch_normalisation(found: object, where: str) -> None:
@@ -178,3 +180,35 @@ def extract_patches(
         return np.zeros((0, size_px, size_px), np.float32)
     values = map_coordinates(image, [rows.ravel(), cols.ravel()], order=3, mode="nearest")
     return values.reshape(len(x_px), size_px, size_px).astype(np.float32)
+
+
+def site_patches(
+    image: np.ndarray,
+    x_px: np.ndarray,
+    y_px: np.ndarray,
+    sublattice: np.ndarray,
+    host: Host,
+    *,
+    pixel_size_yx_a: tuple[float, float],
+    size_px: int,
+    size_a: float,
+) -> np.ndarray:
+    """Every site's patch on the scale the context's expected intensities are given in → (N, P, P) float32.
+
+    sublattice: (N,) sublattice names. A TMD's and graphene's image is normalised once, to its first
+    sublattice (a metal column, a carbon atom: `normalise_to_sites`). hBN's B and N atoms differ in
+    brightness and the expected intensities of H, D and V are given relative to the host atom of the site's
+    own sublattice, so each sublattice's patches are cut from the image normalised to that sublattice.
+    """
+    sublattice = np.asarray(sublattice).astype(str)
+    names = host.sublattices if host.scale_per_sublattice else host.sublattices[:1]
+    out = np.zeros((len(sublattice), size_px, size_px), np.float32)
+    for name in names:
+        reference = sublattice == name
+        here = np.ones(len(sublattice), bool) if len(names) == 1 else reference
+        if not here.any():
+            continue
+        normalised = normalise_to_sites(image, x_px, y_px, reference, pixel_size_yx_a=pixel_size_yx_a)
+        out[here] = extract_patches(normalised, np.asarray(x_px)[here], np.asarray(y_px)[here],
+                                    pixel_size_yx_a=pixel_size_yx_a, size_px=size_px, size_a=size_a)
+    return out

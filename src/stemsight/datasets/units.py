@@ -15,7 +15,7 @@ from stemsight.core.context import ImagingContext
 from stemsight.core.labels import labels_for
 from stemsight.datasets.config import Case, DatasetConfig
 from stemsight.datasets.context_features import ALL_LABELS, context_vector
-from stemsight.datasets.patches import extract_patches, normalise_to_sites
+from stemsight.datasets.patches import site_patches
 
 SUBLATTICES = ("M", "X", "C", "B", "N")
 """Every sublattice name, in the order of the stores' `sublattice` codes."""
@@ -101,17 +101,9 @@ def simulate_unit(config: DatasetConfig, unit: int) -> dict[str, np.ndarray]:
         )
     )
     sublattice = np.asarray(item.sublattice)
-    normalised = normalise_to_sites(item.image, item.x_px, item.y_px,
-                                    sublattice == context.host_spec.sublattices[0],
-                                    pixel_size_yx_a=context.pixel_size_yx_a)
-    patches = extract_patches(
-        normalised,
-        item.x_px,
-        item.y_px,
-        pixel_size_yx_a=context.pixel_size_yx_a,
-        size_px=config.patch_size_px,
-        size_a=config.patch_size_a,
-    )
+    patches = site_patches(item.image, item.x_px, item.y_px, sublattice, context.host_spec,
+                           pixel_size_yx_a=context.pixel_size_yx_a, size_px=config.patch_size_px,
+                           size_a=config.patch_size_a)
     return {
         "unit": np.int64(unit),
         "image": np.asarray(item.image, dtype=np.float32),

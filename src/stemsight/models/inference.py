@@ -58,22 +58,16 @@ def site_inputs(
     """The classifier's inputs for sites of one image: (patches (N, P, P), context vector (F,),
     sublattice codes (N,)), made exactly as the dataset builder makes them."""
     from stemsight.datasets.context_features import context_vector
-    from stemsight.datasets.patches import extract_patches, normalise_to_sites
+    from stemsight.datasets.patches import site_patches
     from stemsight.datasets.units import SUBLATTICES
 
     unknown = sorted(set(map(str, sublattice)) - set(SUBLATTICES))
     if unknown:
         raise InputError(f"sublattice: unknown sublattice {unknown[0]!r} (known: {', '.join(SUBLATTICES)})")
     sublattice = np.asarray(sublattice).astype(str)
-    reference = sublattice == context.host_spec.sublattices[0]
-    patches = extract_patches(
-        normalise_to_sites(image, x_px, y_px, reference, pixel_size_yx_a=context.pixel_size_yx_a),
-        x_px,
-        y_px,
-        pixel_size_yx_a=context.pixel_size_yx_a,
-        size_px=patch_size_px,
-        size_a=patch_size_a,
-    )
+    patches = site_patches(image, x_px, y_px, sublattice, context.host_spec,
+                           pixel_size_yx_a=context.pixel_size_yx_a, size_px=patch_size_px,
+                           size_a=patch_size_a)
     # the store keeps float16 patches: round the same way so that inference sees what training saw
     patches = patches.astype(np.float16).astype(np.float32)
     codes = np.array([SUBLATTICES.index(str(s)) for s in sublattice], dtype=np.int64)
