@@ -50,6 +50,11 @@ def test_analyze_writes_the_contract_outputs(bundle, tmp_path, capsys):
     assert set(summary["densities_per_nm2"]) == {"D_M", "V_M", "V_X", "V_2X", "D_X", "D_2X"}
     density = summary["counts"]["D_M"] / summary["area_nm2"]
     assert summary["densities_per_nm2"]["D_M"] == pytest.approx(density)
+    # a single crystal: every site on the lattice, and the reasons for flags counted apart
+    assert min(float(r["lattice_fit"]) for r in rows) > 0.3
+    assert summary["ood_sites"]["off_lattice"] == 0
+    assert summary["n_ood"] >= summary["ood_sites"]["column_height"]
+    assert "off the lattice" in (out / "report.html").read_text()
     assert "report.html" in capsys.readouterr().out
 
 

@@ -55,3 +55,10 @@ def test_si_in_graphene_against_the_reference_labels():
     assert scores["n_si"] >= 3
     assert scores["precision"] >= 0.9 and scores["recall"] >= 0.9
     assert scores["kappa"] >= 0.8
+
+
+def test_sites_in_the_other_grain_of_a_grain_boundary_are_off_the_lattice():
+    scores = bench.grain_boundary_scores(REAL)
+    assert scores["read_grain"] >= 100 and scores["other_grain"] >= 100
+    assert scores["flagged_read"] <= 0.02
+    assert scores["flagged_other"] >= 0.9

@@ -9,10 +9,11 @@ import pytest
 from scipy.spatial import cKDTree
 
 from stemsight.analysis.lattice import Lattice, calibration_error, measure_lattice
-from stemsight.analysis.sites import locate_sites
+from stemsight.analysis.sites import OFF_LATTICE, lattice_fit, locate_sites
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
 from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
+from stemsight.realism import RealismRanges
 
 
 def _context(host: str, dopant: str | None, pixel: float, **kw) -> ImagingContext:
@@ -90,6 +91,8 @@ def test_every_site_is_found_empty_ones_included(host, dopant, pixel, size, seed
     assert (back * pixel < 0.5).mean() >= 0.995
     # empty sites are told apart from occupied ones
     assert (grid.occupied[nearest[found]] == ~empty[found]).mean() >= 0.98
+    # a single crystal: every site on the lattice the image was read with
+    assert lattice_fit(item.image, grid).min() > OFF_LATTICE
 
 
 def _mx2_with_domain(a_px: float, size: int, inside: str, shape: str,
@@ -155,3 +158,24 @@ def test_column_heights_read_in_chunks_equal_one_pass(monkeypatch):
     chunked = sites._column_heights(smooth, xy, 17.3)
     assert np.array_equal(whole, chunked)
     assert np.ptp(whole) > 0.5  # sites on and off the columns: the values differ
+
+
+@pytest.mark.parametrize("angle", [20.0, 35.0])
+def test_sites_in_a_rotated_grain_are_off_the_lattice(angle):
+    """Two grains: the lower third of a realistic MoS2 image replaced by the same film rotated by `angle`.
+    The lattice model, fitted to the larger grain, carries its sites into the other one; there they are
+    flagged off the lattice, and nowhere else."""
+    from scipy.ndimage import rotate
+
+    ctx = _context("MoS2", "V", 0.1)
+    item = simulate_labelled_image(SimulationRequest(context=ctx, size_a=60.0, seed=4,
+                                                     realism=RealismRanges()))
+    image = np.asarray(item.image, np.float64)
+    boundary = int(0.66 * image.shape[0])
+    image[boundary:] = rotate(image, angle, reshape=False, mode="reflect")[boundary:]
+    grid = locate_sites(image, sublattices=("M", "X"), first_is_brighter=True, expected_a_px=3.16 / 0.1)
+    off = lattice_fit(image, grid) < OFF_LATTICE
+    a_px = grid.lattice.a_px
+    main, other = grid.y_px < boundary - 1.5 * a_px, grid.y_px > boundary + 1.5 * a_px
+    assert off[main].mean() <= 0.01
+    assert off[other].mean() >= 0.9

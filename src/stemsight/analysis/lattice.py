@@ -166,3 +166,43 @@ def fit_lattice(uv_index: np.ndarray, xy: np.ndarray, offsets: np.ndarray) -> tu
 def calibration_error(lattice: Lattice, pixel_size_a: float, host_a_a: float) -> float:
     """Relative error of the file's pixel size: measured lattice constant / the host's − 1."""
     return lattice.a_px * pixel_size_a / host_a_a - 1.0
+
+
+LATTICE_WINDOW = 1 / 8
+"""Width of the Fourier window around each first-order spot, relative to |g|: a real-space window of
+σ = 1/(2π·|g|/8) ≈ 1.1 lattice constants, and a spot rotated by 14° (a grain boundary) keeps ~15 % of its
+amplitude inside it."""
+
+
+def lattice_amplitude(image: np.ndarray, lattice: Lattice) -> np.ndarray:
+    """(ny, nx) float32 local amplitude of `lattice`'s three first-order Fourier components in `image`.
+
+    Each spot g is isolated by a Gaussian window (σ = `LATTICE_WINDOW`·|g|) and transformed back; the
+    moduli of the three are summed. Regions whose columns do not sit on `lattice` (a rotated grain,
+    amorphous contamination, a hole in the film) have almost none: a grain rotated by θ moves its spots by
+    θ|g|. The image is zero-padded by 4 window widths (no wrap-around) and the sum divided by the window's
+    overlap with the image, so sites near the edges are not penalised. Single precision, one thread.
+    """
+    from scipy import fft
+    from scipy.ndimage import gaussian_filter1d
+
+    image = np.asarray(image, dtype=np.float32)
+    ny, nx = image.shape
+    reciprocal = np.linalg.inv(lattice.basis).T  # rows g1, g2 (cycles per pixel, x then y)
+    candidates = [reciprocal[0], reciprocal[1], reciprocal[0] + reciprocal[1], reciprocal[0] - reciprocal[1]]
+    spots = sorted(candidates, key=lambda g: float(np.linalg.norm(g)))[:3]
+    width = LATTICE_WINDOW * float(np.linalg.norm(spots[0]))  # cycles per pixel
+    sigma_px = 1 / (2 * math.pi * width)
+    pad = math.ceil(4 * sigma_px)
+    shape = (fft.next_fast_len(ny + pad), fft.next_fast_len(nx + pad))
+    spectrum = fft.fft2(image - image.mean(), s=shape, workers=1).astype(np.complex64)
+    fy, fx = fft.fftfreq(shape[0]), fft.fftfreq(shape[1])
+    total = np.zeros((ny, nx), np.float32)
+    for g in spots:
+        window = np.outer(np.exp(-((fy - g[1]) ** 2) / (2 * width**2)),
+                          np.exp(-((fx - g[0]) ** 2) / (2 * width**2))).astype(np.float32)
+        total += np.abs(fft.ifft2(spectrum * window, workers=1)[:ny, :nx])
+    # the window's overlap with the image is separable: a 1D Gaussian over a box along each axis
+    overlap = [gaussian_filter1d(np.pad(np.ones(n), (0, m - n)), sigma_px, mode="wrap")[:n]
+               for n, m in zip((ny, nx), shape, strict=True)]
+    return total / np.maximum(np.outer(*overlap), 0.25).astype(np.float32)

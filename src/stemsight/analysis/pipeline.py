@@ -2,8 +2,9 @@
 
 `analyze_frames(frames, context)` runs frame by frame and returns an `Analysis`: per frame a site table
 (the analysis-output contract of DESIGN.md: x_px, y_px, sublattice, label, confidence, entropy, ood and
-one p_<label> column per class, plus the measured column height) and a summary (counts, densities per
-nm², mean entropy, calibration, out-of-distribution reasons, the context used, the software version).
+one p_<label> column per class, plus the measured column height and lattice fit) and a summary (counts,
+densities per nm², mean entropy, calibration, out-of-distribution reasons, the context used, the software
+version).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
         relative_heights,
         site_heights,
     )
-    from stemsight.analysis.sites import locate_sites
+    from stemsight.analysis.sites import OFF_LATTICE, lattice_fit, locate_sites
     from stemsight.datasets.context_features import ALL_LABELS
     from stemsight.models.inference import predict_probabilities, site_inputs
     from stemsight.structures import lattice_constant_a
@@ -173,12 +174,16 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
     heights = site_heights(image, grid.x_px, grid.y_px, a_px=grid.lattice.a_px, pixel_size_yx_a=pixel)
     relative = relative_heights(heights, grid.sublattice, context)
     expected = expected_heights(context, relative, grid.sublattice)
-    ood_site = out_of_distribution(relative, grid.sublattice, expected)
+    ood_height = out_of_distribution(relative, grid.sublattice, expected)
+    fit = lattice_fit(image, grid)
+    off_lattice = fit < OFF_LATTICE
+    ood_site = ood_height | off_lattice
     sites: dict[str, np.ndarray] = {
         "x_px": grid.x_px, "y_px": grid.y_px, "sublattice": grid.sublattice.astype(str),
         "label": np.array(labels, dtype=object)[probs.argmax(1)].astype(str),
         "confidence": probs.max(1), "entropy": posterior_entropy(probs), "ood": ood_site | bool(ood_context),
-        "ood_site": ood_site, "intensity": relative,
+        "ood_site": ood_site, "ood_height": ood_height, "off_lattice": off_lattice, "intensity": relative,
+        "lattice_fit": fit,
     }
     for k, label in enumerate(labels):
         sites[f"p_{label}"] = probs[:, k]
@@ -232,7 +237,10 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
     counts = dict.fromkeys(labels, 0)
     area_nm2 = 0.0
     entropies, ood = [], 0
+    reasons = {"column_height": 0, "off_lattice": 0}
     for frame in results:
+        reasons["column_height"] += int(frame.sites["ood_height"].sum())
+        reasons["off_lattice"] += int(frame.sites["off_lattice"].sum())
         for label in frame.sites["label"]:
             counts[str(label)] += 1
         ny, nx = frame.image.shape
@@ -264,6 +272,7 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
         "mean_entropy": float(np.concatenate(entropies).mean()) if n else 0.0,
         "n_ood": ood,
         "ood_context": ood_context,
+        "ood_sites": reasons,
         "warnings": warnings,
         "calibration": calibration,
         "image_prior": [frame.image_prior for frame in results],

@@ -386,8 +386,14 @@ def _counts_section(analysis: Analysis) -> str:
 
 def _ood_notes(summary: Mapping[str, Any]) -> str:
     n_ood, reasons = int(summary.get("n_ood", 0)), list(summary.get("ood_context") or [])
-    out = [f"<p>Out-of-distribution sites: <strong>{n_ood}</strong> (column heights the stated context "
-           "cannot explain, or a context outside the model's training range).</p>"]
+    per_site = summary.get("ood_sites") or {}
+    detail = ""
+    if per_site:
+        detail = (f": {int(per_site.get('column_height', 0))} with a column height the stated context cannot "
+                  f"explain, {int(per_site.get('off_lattice', 0))} off the lattice the image was read with "
+                  "(another grain, amorphous material or a hole)")
+    out = [f"<p>Out-of-distribution sites: <strong>{n_ood}</strong>{detail}; a context outside the model's "
+           "training range flags every site.</p>"]
     if reasons:
         out.append('<p class="warn"><strong>Context outside the model\'s training range:</strong> '
                    f"{_e(', '.join(map(str, reasons)))}. Every site is flagged out of distribution; treat "
