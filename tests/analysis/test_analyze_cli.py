@@ -124,3 +124,14 @@ def test_bad_input_is_one_line_exit_2_and_no_output(bundle, tmp_path, capsys, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("stemsight: error:")
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_the_printed_summary_says_why_sites_are_out_of_distribution(bundle, tmp_path, capsys):
+    """A beam energy outside the training range flags every site, and the summary line says so."""
+    image = str(bundle / "image.npy")
+    flags = [f if f != "60" else "300" for f in FLAGS]  # --energy-kev 300
+    assert main(["analyze", image, *flags, "--pixel-size-a", "0.1", "--out", str(tmp_path / "far")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "out of distribution" in x)
+    summary = json.loads((tmp_path / "far" / "summary.json").read_text())
+    assert summary["n_ood"] == summary["n_sites"] and "energy_kev" in summary["ood_context"]
+    assert f"{summary['n_sites']} out of distribution (" in line and "all by context: energy_kev" in line

@@ -57,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     defects = ", ".join(f"{label} {n}" for label, n in s["counts"].items()
                         if n and label not in ("M", "X2", "H"))
+    why = [f"{s['ood_sites'][key]} {text}" for key, text in (("column_height", "by column height"),
+                                                             ("off_lattice", "off the lattice"))
+           if s["ood_sites"][key]]
+    if s["ood_context"]:
+        why.append("all by context: " + ", ".join(s["ood_context"]))
     print(f"{s['n_sites']} sites in {s['n_frames']} frame(s); defects: {defects or 'none'}; "
-          f"mean entropy {s['mean_entropy']:.3f} nats; {s['n_ood']} out of distribution")
+          f"mean entropy {s['mean_entropy']:.3f} nats; {s['n_ood']} out of distribution"
+          + (f" ({'; '.join(why)})" if why else ""))
     print(f"report: {out / 'report.html'}")
     return 0
 
