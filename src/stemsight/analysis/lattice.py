@@ -228,7 +228,7 @@ def lattice_amplitude(image: np.ndarray, lattice: Lattice) -> np.ndarray:
     for g in spots:
         window = np.outer(np.exp(-((fy - g[1]) ** 2) / (2 * width**2)),
                           np.exp(-((fx - g[0]) ** 2) / (2 * width**2))).astype(np.float32)
-        total += np.abs(fft.ifft2(spectrum * window, workers=1)[:ny, :nx])
+        total += np.abs(fft.ifft2(spectrum * window, workers=1, overwrite_x=True)[:ny, :nx])
     # the window's overlap with the image is separable: a 1D Gaussian over a box along each axis
     overlap = [gaussian_filter1d(np.pad(np.ones(n), (0, m - n)), sigma_px, mode="wrap")[:n]
                for n, m in zip((ny, nx), shape, strict=True)]
