@@ -280,3 +280,27 @@ def _no_stray_partials(tmp_path):
     leftovers = [p for p in tmp_path.rglob("*.partial")]
     shutil.rmtree(tmp_path, ignore_errors=True)
     assert leftovers == []
+
+
+@pytest.mark.parametrize("fail_at", [0, 2])
+def test_bad_input_found_while_simulating_leaves_no_empty_store(tmp_path, monkeypatch, fail_at):
+    """An input error from the first image removes the store the build made; one after images were kept
+    leaves the store, to be resumed."""
+    import stemsight.datasets.build as build
+    from stemsight.core.errors import InputError
+
+    config = load_config(TINY)
+
+    def simulate(config, unit):
+        if unit == fail_at:
+            raise InputError("a problem found in unit simulation")
+        return simulate_unit(config, unit)
+
+    monkeypatch.setattr(build, "simulate_unit", simulate)
+    out = tmp_path / "store.zarr"
+    with pytest.raises(InputError, match="unit simulation"):
+        build_dataset(config, out, workers=0, progress=False)
+    if fail_at == 0:
+        assert not out.exists()
+    else:
+        assert StoreWriter.resume(out, config).finished_units() == {0, 1}

@@ -101,6 +101,8 @@ BAD = [
     (_with(fractions={"D_X": [0.5, 0.1]}), "fractions.D_X: need 0 <= low <= high <= 1"),
     (_with(fractions={"D_X": [0.1, 0.2, 0.3]}), "fractions.D_X: a range is [low, high]"),
     (_with(fractions={"D_X": [0.0, 0.7], "V_X": 0.4}), "chalcogen sublattice's defects can add up to 1.1"),
+    # a label two sublattices of a host share fails before any image is simulated, naming the case
+    (_with(hosts={"hBN": {"dopants": ["O"]}}, fractions={"V": 0.05}), "'V' is ambiguous in hBN"),
 ]
 
 

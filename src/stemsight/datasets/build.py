@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,24 +58,33 @@ def build_dataset(
     use_dask = bool(todo) and (scheduler is not None or workers > 0)
     # connect (or start the cluster) before creating the store: an unreachable scheduler leaves nothing
     with _dask_client(workers, scheduler) if use_dask else contextlib.nullcontext() as client:
+        created = writer is None
         writer = writer or StoreWriter.create(out, config)
-        start = time.perf_counter()
-        if use_dask:
-            results = _run_on_client(client, config, todo)
-        else:
-            results = (simulate_unit(config, u) for u in todo)
-        patches_new = 0
-        with _progress_bar(config.n_units, len(done), enabled=progress) as bar:
-            last_flush = time.perf_counter()
-            for result in results:
-                writer.stage(result)
-                patches_new += len(result["label"])
-                now = time.perf_counter()
-                if writer.append_ready(force=now - last_flush > _FLUSH_SECONDS):
-                    last_flush = now
-                bar.update(1)
-                bar.set_postfix_str(f"{patches_new / max(now - start, 1e-9):,.0f} patches/s", refresh=False)
-            writer.finish()
+        try:
+            start = time.perf_counter()
+            if use_dask:
+                results = _run_on_client(client, config, todo)
+            else:
+                results = (simulate_unit(config, u) for u in todo)
+            patches_new = 0
+            with _progress_bar(config.n_units, len(done), enabled=progress) as bar:
+                last_flush = time.perf_counter()
+                for result in results:
+                    writer.stage(result)
+                    patches_new += len(result["label"])
+                    now = time.perf_counter()
+                    if writer.append_ready(force=now - last_flush > _FLUSH_SECONDS):
+                        last_flush = now
+                    bar.update(1)
+                    bar.set_postfix_str(f"{patches_new / max(now - start, 1e-9):,.0f} patches/s",
+                                        refresh=False)
+                writer.finish()
+        except InputError:
+            # bad input found before any image was kept: leave no store behind (one with images stays,
+            # to be resumed)
+            if created and not writer.finished_units():
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     seconds = time.perf_counter() - start
     return BuildSummary(out, config.n_units, len(todo), writer.n_patches, seconds)
 

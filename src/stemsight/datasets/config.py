@@ -291,6 +291,7 @@ def _check_grid(config: DatasetConfig) -> None:
                 f"patch.size_a: a {config.patch_size_a:g} Å patch is larger than the {fov:g} Å image "
                 f"({config.image_size_px} px × {cond.pixel_size_a:g} Å) of condition {cond.name}"
             )
+    _check_case_fractions(config)
     grid = dataclasses.replace(config, build_splits=SPLITS).cases  # selectors name cases of the whole grid
     names = {
         "hosts": {c.host for c in grid},
@@ -313,6 +314,22 @@ def _check_grid(config: DatasetConfig) -> None:
             RealismRanges(**{k: tuple(v) for k, v in config.realism.items()})
         except TypeError as exc:
             raise InputError(f"realism: {_first_line(exc)}") from None
+
+
+def _check_case_fractions(config: DatasetConfig) -> None:
+    """The fractions each case would simulate with (the highs of ranges), checked before any image is: a
+    label that is ambiguous in a host (hBN's 'V') fails here, not after the store is made."""
+    from stemsight.datasets.units import case_fractions
+    from stemsight.structures.defects import check_fractions
+
+    for case in config.cases:
+        context = case.context(None)
+        fractions = case_fractions(config.fractions, context)
+        highs = {k: (v[1] if isinstance(v, tuple) else v) for k, v in fractions.items()}
+        try:
+            check_fractions(context.host_spec, highs, context.dopant_site)
+        except InputError as exc:
+            raise InputError(f"{exc} (case {case.name})") from None
 
 
 def _cases(config: DatasetConfig) -> tuple[Case, ...]:

@@ -63,6 +63,12 @@ def add_defects(
     return Specimen(atoms, sites, host, dopant, dopant_site, specimen.phase)
 
 
+def check_fractions(host: Host, fractions: Mapping[str, float], dopant_site: str | None) -> None:
+    """InputError for defect fractions `add_defects` would refuse in `host` (unknown, ambiguous or host
+    labels, values outside [0, 1], a sublattice over 1), without building a specimen."""
+    _parse_fractions(host, fractions, dopant_site)
+
+
 def check_dopant_element(dopant: str) -> int:
     """Atomic number of `dopant`; InputError for an unknown symbol or Z outside 3..83."""
     z = atomic_number(dopant, what="dopant")
