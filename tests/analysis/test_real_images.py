@@ -55,6 +55,15 @@ def test_si_in_graphene_against_the_reference_labels():
     assert scores["n_si"] >= 3
     assert scores["precision"] >= 0.9 and scores["recall"] >= 0.9
     assert scores["kappa"] >= 0.8
+    assert scores["analyzed"] == scores["images"]
+
+
+def test_si_in_graphene_on_the_larger_refined_subset():
+    """The same check on the 23 images of `LibraryNet_library_refined_subset` (not the acceptance set)."""
+    pytest.importorskip("h5py")
+    scores = bench.graphene_si_scores(REAL, "LibraryNet_library_refined_subset")
+    assert scores["analyzed"] >= 20 and scores["n_si"] >= 30
+    assert scores["precision"] >= 0.9 and scores["recall"] >= 0.9
 
 
 def test_sites_in_the_other_grain_of_a_grain_boundary_are_off_the_lattice():

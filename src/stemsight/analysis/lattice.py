@@ -85,8 +85,8 @@ def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None,
     floor = float(np.median(spectrum[(radius > low) & (radius < 0.5)]))
     peaks = (spectrum == maximum_filter(spectrum, size=5)) & band
     rows, cols = np.nonzero(peaks)
-    if rows.size < 6:
-        raise InputError("image: no lattice found (fewer than six spots in its Fourier transform)")
+    if rows.size < 4:  # the strongest spot and its 60° partner, each with its Friedel mate
+        raise InputError("image: no lattice found (fewer than four spots in its Fourier transform)")
     order = np.argsort(spectrum[rows, cols])[::-1][:60]
     g = np.stack([fx[cols[order]], fy[rows[order]]], axis=1)
     power = spectrum[rows[order], cols[order]]
