@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from stemsight.analysis.lattice import Lattice, calibration_error, measure_lattice
-from stemsight.analysis.sites import OFF_LATTICE, lattice_fit, locate_sites
+from stemsight.analysis.sites import OFF_LATTICE, lattice_fit, locate_sites, locate_sites_by_grain
 from stemsight.core.context import ImagingContext
 from stemsight.core.errors import InputError
 from stemsight.datasets.simulate import SimulationRequest, simulate_labelled_image
@@ -192,3 +192,36 @@ def test_sites_in_a_rotated_grain_are_off_the_lattice(angle):
     main, other = grid.y_px < boundary - 1.5 * a_px, grid.y_px > boundary + 1.5 * a_px
     assert off[main].mean() <= 0.01
     assert off[other].mean() >= 0.9
+
+
+def test_a_rotated_grain_gets_its_own_sites():
+    """The two-grain image above (20°): `locate_sites_by_grain` finds the second lattice in the off-lattice
+    region and places that grain's sites on its columns; both grains' true sites are found within 0.5 Å."""
+    from scipy.ndimage import rotate
+
+    ctx = _context("MoS2", "V", 0.1)
+    item = simulate_labelled_image(SimulationRequest(context=ctx, size_a=60.0, seed=4,
+                                                     realism=RealismRanges()))
+    image = np.asarray(item.image, np.float64)
+    boundary = int(0.66 * image.shape[0])
+    angle = 20.0
+    image[boundary:] = rotate(image, angle, reshape=False, mode="reflect")[boundary:]
+    # where scipy's rotation carries the true sites (about the image centre)
+    c = (np.array(image.shape[::-1]) - 1) / 2
+    t = math.radians(angle)
+    dx, dy = item.x_px - c[0], item.y_px - c[1]
+    turned = np.column_stack([c[0] + dx * math.cos(t) + dy * math.sin(t),
+                              c[1] - dx * math.sin(t) + dy * math.cos(t)])
+    located = locate_sites_by_grain(image, sublattices=("M", "X"), first_is_brighter=True,
+                                    expected_a_px=3.16 / 0.1)
+    assert located.n_grains == 2
+    a_px = located.grid.lattice.a_px
+    tree = cKDTree(np.column_stack([located.grid.x_px, located.grid.y_px]))
+    upper = np.column_stack([item.x_px, item.y_px])[item.y_px < boundary - 1.5 * a_px]
+    margin = 1.5 * a_px
+    lower = turned[(turned[:, 1] > boundary + margin) & (turned[:, 1] < image.shape[0] - margin)
+                   & (turned[:, 0] > margin) & (turned[:, 0] < image.shape[1] - margin)]
+    for truth in (upper, lower):
+        assert len(truth) > 100
+        assert (tree.query(truth)[0] * 0.1 < 0.5).mean() >= 0.98
+    assert (located.fit < OFF_LATTICE).mean() <= 0.05

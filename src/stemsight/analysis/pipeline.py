@@ -143,7 +143,7 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
         relative_heights,
         site_heights,
     )
-    from stemsight.analysis.sites import OFF_LATTICE, lattice_fit, locate_sites
+    from stemsight.analysis.sites import OFF_LATTICE, locate_sites_by_grain
     from stemsight.datasets.context_features import ALL_LABELS
     from stemsight.models.inference import predict_probabilities, site_inputs
     from stemsight.structures import lattice_constant_a
@@ -153,8 +153,9 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
     subs = host.sublattices
     names = subs if len(subs) == 2 else (subs[0], subs[0])
     pixel = context.pixel_size_yx_a
-    grid = locate_sites(image, sublattices=names, first_is_brighter=_first_is_brighter(context),
-                        expected_a_px=lattice_constant_a(host) / pixel[1])
+    located = locate_sites_by_grain(image, sublattices=names, first_is_brighter=_first_is_brighter(context),
+                                    expected_a_px=lattice_constant_a(host) / pixel[1])
+    grid = located.grid
     bar.set_postfix_str(f"{len(grid)} sites located", refresh=False)
     bar.update(1)
     patch = checkpoint.meta["patch"]
@@ -175,7 +176,7 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
     relative = relative_heights(heights, grid.sublattice, context)
     expected = expected_heights(context, relative, grid.sublattice)
     ood_height = out_of_distribution(relative, grid.sublattice, expected)
-    fit = lattice_fit(image, grid)
+    fit = located.fit
     off_lattice = fit < OFF_LATTICE
     ood_site = ood_height | off_lattice
     sites: dict[str, np.ndarray] = {
@@ -183,7 +184,7 @@ def _analyze_frame(image, context, checkpoint, labels, ood_context, bar, adapt) 
         "label": np.array(labels, dtype=object)[probs.argmax(1)].astype(str),
         "confidence": probs.max(1), "entropy": posterior_entropy(probs), "ood": ood_site | bool(ood_context),
         "ood_site": ood_site, "ood_height": ood_height, "off_lattice": off_lattice, "intensity": relative,
-        "lattice_fit": fit,
+        "lattice_fit": fit, "grain": located.grain,
     }
     for k, label in enumerate(labels):
         sites[f"p_{label}"] = probs[:, k]
@@ -273,6 +274,8 @@ def _summary(results, context, labels, calibration, ood_context, checkpoint) -> 
         "n_ood": ood,
         "ood_context": ood_context,
         "ood_sites": reasons,
+        "grains": [int(frame.sites["grain"].max()) + 1 if len(frame.sites["grain"]) else 0
+                   for frame in results],
         "warnings": warnings,
         "calibration": calibration,
         "image_prior": [frame.image_prior for frame in results],

@@ -16,6 +16,7 @@ brighter is N.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -309,10 +310,11 @@ simulations (10⁴–10⁶ e/Å², realism on, MoS2, WSe2, graphene) keep every 
 a real graphene grain-boundary image sits at ~0.1."""
 
 
-def lattice_fit(image: np.ndarray, grid: SiteGrid) -> np.ndarray:
+def lattice_fit(image: np.ndarray, grid: SiteGrid, *, reference: float | None = None) -> np.ndarray:
     """(N,) how strongly the image shows the grid's lattice at each site: the local amplitude of its
-    first-order Fourier components (`lattice.lattice_amplitude`) over their 90th percentile across the
-    sites (≈ 1 in a single crystal; near 0 in a rotated grain, on amorphous material or over a hole)."""
+    first-order Fourier components (`lattice.lattice_amplitude`) over `reference`, by default their 90th
+    percentile across the sites (≈ 1 in a single crystal; near 0 in a rotated grain, on amorphous
+    material or over a hole)."""
     from scipy.ndimage import map_coordinates
 
     from stemsight.analysis.lattice import lattice_amplitude
@@ -321,5 +323,95 @@ def lattice_fit(image: np.ndarray, grid: SiteGrid) -> np.ndarray:
         return np.zeros(0)
     amplitude = lattice_amplitude(image, grid.lattice)
     values = map_coordinates(amplitude, [grid.y_px, grid.x_px], order=1, mode="nearest")
-    reference = float(np.quantile(values, 0.9))
+    if reference is None:
+        reference = float(np.quantile(values, 0.9))
     return values / reference if reference > 0 else np.zeros(len(values))
+
+
+MAX_GRAINS = 3
+"""Most grains `locate_sites_by_grain` looks for in one image."""
+_MIN_GRAIN_SITES = 30
+"""Fewest off-lattice sites worth a search for another grain, and fewest sites a new grain must explain."""
+
+
+@dataclass(frozen=True)
+class GrainSites:
+    """Sites of an image that may hold several grains: `grid` (positions, sublattices, occupancy; its
+    `lattice` is the first grain's), `grain` (N,) int (0 = the grain the image's strongest lattice belongs
+    to; −1 = on no grain's lattice) and `fit` (N,) each site's `lattice_fit` against its own grain's
+    lattice."""
+
+    grid: SiteGrid
+    grain: np.ndarray
+    fit: np.ndarray
+
+    @property
+    def n_grains(self) -> int:
+        return int(self.grain.max()) + 1 if len(self.grain) else 0
+
+
+def locate_sites_by_grain(
+    image: np.ndarray,
+    *,
+    sublattices: tuple[str, ...],
+    first_is_brighter: bool,
+    expected_a_px: float | None = None,
+) -> GrainSites:
+    """`locate_sites`, then grain by grain where the image shows another lattice.
+
+    The sites of the first lattice whose `lattice_fit` is below `OFF_LATTICE` mark a region; the image is
+    faded to its median outside it (a Gaussian-smoothed map of those sites, ≈ 1 inside and falling off
+    over a lattice constant), and `locate_sites` runs again on what is left: a rotated grain's own lattice.
+    Its sites inside the region that sit on that lattice replace the region's off-lattice ones (new sites
+    closer than 0.35 a to a kept one are dropped). Repeats up to `MAX_GRAINS`; sites no grain explains
+    stay, with grain −1 and their low fit.
+    """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+    from scipy.spatial import cKDTree
+
+    image = np.asarray(image, dtype=np.float64)
+    first = locate_sites(image, sublattices=sublattices, first_is_brighter=first_is_brighter,
+                         expected_a_px=expected_a_px)
+    fit = lattice_fit(image, first, reference=None)
+    # a second grain of the same film shows its lattice as strongly as the first: its sites are scored on
+    # the first grain's scale, so an amorphous patch does not pass for a grain
+    reference = float(np.quantile(lattice_fit(image, first, reference=1.0), 0.9))
+    a_px = first.lattice.a_px
+    on = fit >= OFF_LATTICE
+    parts = [(first, on, fit, 0)]
+    positions = np.column_stack([first.x_px, first.y_px])
+    pending = np.flatnonzero(~on)  # the first grid's sites no grain explains yet
+    background = float(np.median(image))
+    while len(parts) < MAX_GRAINS and len(pending) >= _MIN_GRAIN_SITES:
+        marks = np.zeros(image.shape)
+        rows = np.clip(np.round(first.y_px[pending]).astype(int), 0, image.shape[0] - 1)
+        cols = np.clip(np.round(first.x_px[pending]).astype(int), 0, image.shape[1] - 1)
+        marks[rows, cols] = 1.0
+        sigma = 0.6 * a_px
+        region = np.clip(gaussian_filter(marks, sigma) * math.pi * sigma**2, 0.0, 1.0)
+        faded = background + (image - background) * region
+        try:
+            grid = locate_sites(faded, sublattices=sublattices, first_is_brighter=first_is_brighter,
+                                expected_a_px=expected_a_px)
+        except InputError:
+            break
+        inside = map_coordinates(region, [grid.y_px, grid.x_px], order=1) > 0.5
+        if not inside.any():
+            break
+        grid_fit = lattice_fit(faded, grid, reference=reference)
+        kept = np.concatenate([np.column_stack([g.x_px[k], g.y_px[k]]) for g, k, _, _ in parts])
+        new = inside & (grid_fit >= OFF_LATTICE)
+        if len(kept):
+            new &= cKDTree(kept).query(np.column_stack([grid.x_px, grid.y_px]))[0] > 0.35 * a_px
+        if new.sum() < _MIN_GRAIN_SITES:
+            break
+        parts.append((grid, new, grid_fit, len(parts)))
+        found = cKDTree(np.column_stack([grid.x_px[new], grid.y_px[new]]))
+        pending = pending[found.query(positions[pending])[0] >= 0.5 * a_px]
+    columns = [(g.x_px[k], g.y_px[k], g.sublattice[k], g.occupied[k], f[k], np.full(int(k.sum()), n))
+               for g, k, f, n in parts]
+    columns.append((first.x_px[pending], first.y_px[pending], first.sublattice[pending],
+                    first.occupied[pending], fit[pending], np.full(len(pending), -1)))
+    x, y, sub, occupied, fits, grain = (np.concatenate(c) for c in zip(*columns, strict=True))
+    grid = SiteGrid(x, y, sub, occupied, first.lattice)
+    return GrainSites(grid, grain, fits)

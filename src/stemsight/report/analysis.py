@@ -394,6 +394,10 @@ def _ood_notes(summary: Mapping[str, Any]) -> str:
                   "(another grain, amorphous material or a hole)")
     out = [f"<p>Out-of-distribution sites: <strong>{n_ood}</strong>{detail}; a context outside the model's "
            "training range flags every site.</p>"]
+    grains = [int(g) for g in summary.get("grains") or []]
+    if any(g > 1 for g in grains):
+        out.append(f"<p>Grains: {', '.join(map(str, grains))} (per frame); the sites of each were placed on "
+                   "its own lattice.</p>")
     if reasons:
         out.append('<p class="warn"><strong>Context outside the model\'s training range:</strong> '
                    f"{_e(', '.join(map(str, reasons)))}. Every site is flagged out of distribution; treat "

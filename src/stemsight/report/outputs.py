@@ -12,7 +12,8 @@ import numpy as np
 
 from stemsight.analysis.pipeline import Analysis
 
-_FIXED = ("x_px", "y_px", "sublattice", "label", "confidence", "entropy", "ood", "intensity", "lattice_fit")
+_FIXED = ("x_px", "y_px", "sublattice", "label", "confidence", "entropy", "ood", "intensity", "lattice_fit",
+          "grain")
 
 
 def sites_csv(analysis: Analysis) -> str:
@@ -28,7 +29,7 @@ def sites_csv(analysis: Analysis) -> str:
             row = [index] if stack else []
             row += [f"{s['x_px'][k]:.3f}", f"{s['y_px'][k]:.3f}", s["sublattice"][k], s["label"][k],
                     f"{s['confidence'][k]:.6f}", f"{s['entropy'][k]:.6f}", int(bool(s["ood"][k])),
-                    f"{s['intensity'][k]:.4f}", f"{s['lattice_fit'][k]:.3f}"]
+                    f"{s['intensity'][k]:.4f}", f"{s['lattice_fit'][k]:.3f}", int(s["grain"][k])]
             row += [f"{s[f'p_{label}'][k]:.6g}" for label in analysis.labels]
             writer.writerow(row)
     return buffer.getvalue()
