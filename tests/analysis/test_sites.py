@@ -225,3 +225,25 @@ def test_a_rotated_grain_gets_its_own_sites():
         assert len(truth) > 100
         assert (tree.query(truth)[0] * 0.1 < 0.5).mean() >= 0.98
     assert (located.fit < OFF_LATTICE).mean() <= 0.05
+
+
+def test_no_second_grain_in_a_single_crystal_nor_from_another_lattice_constant():
+    """A single crystal is one grain. A region showing a lattice 30 % larger (not this film's constant) is
+    not read as a second grain: its sites stay flagged off the lattice."""
+    from scipy.ndimage import zoom
+
+    ctx = _context("MoS2", "V", 0.1)
+    item = simulate_labelled_image(SimulationRequest(context=ctx, size_a=60.0, seed=4,
+                                                     realism=RealismRanges()))
+    image = np.asarray(item.image, np.float64)
+    single = locate_sites_by_grain(image, sublattices=("M", "X"), first_is_brighter=True,
+                                   expected_a_px=3.16 / 0.1)
+    assert single.n_grains == 1 and (single.grain == 0).all()
+    boundary = int(0.66 * image.shape[0])
+    larger = zoom(image, 1.3, order=1)
+    image[boundary:] = larger[boundary:image.shape[0], :image.shape[1]]
+    mixed = locate_sites_by_grain(image, sublattices=("M", "X"), first_is_brighter=True,
+                                  expected_a_px=3.16 / 0.1)
+    assert mixed.n_grains == 1
+    lower = mixed.grid.y_px > boundary + 1.5 * mixed.grid.lattice.a_px
+    assert (mixed.fit[lower] < OFF_LATTICE).mean() >= 0.8

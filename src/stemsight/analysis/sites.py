@@ -334,6 +334,22 @@ _MIN_GRAIN_SITES = 30
 """Fewest off-lattice sites worth a search for another grain, and fewest sites a new grain must explain."""
 
 
+_SAME_LATTICE_DEG = 3.0
+"""Two lattices whose orientations (modulo 60°) differ by less than this and whose constants by less than
+3 % are one grain's."""
+
+
+_GRAIN_CONSTANT_TOLERANCE = 0.05
+"""Another grain of the same film has the same lattice constant within this (scan distortion aside); a
+lattice found with another constant is a misreading (a bright cluster's halo), not a grain."""
+
+
+def _same_lattice(a: Lattice, b: Lattice) -> bool:
+    angle = [math.degrees(math.atan2(v[1], v[0])) for v in (a.basis[0], b.basis[0])]
+    turn = (angle[0] - angle[1]) % 60.0
+    return min(turn, 60.0 - turn) < _SAME_LATTICE_DEG and abs(a.a_px / b.a_px - 1.0) < 0.03
+
+
 @dataclass(frozen=True)
 class GrainSites:
     """Sites of an image that may hold several grains: `grid` (positions, sublattices, occupancy; its
@@ -396,8 +412,9 @@ def locate_sites_by_grain(
         except InputError:
             break
         inside = map_coordinates(region, [grid.y_px, grid.x_px], order=1) > 0.5
-        if not inside.any():
-            break
+        if not inside.any() or _same_lattice(grid.lattice, first.lattice) \
+                or abs(grid.lattice.a_px / a_px - 1.0) > _GRAIN_CONSTANT_TOLERANCE:
+            break  # nothing there, the first lattice again (a disordered patch), or not this film's lattice
         grid_fit = lattice_fit(faded, grid, reference=reference)
         kept = np.concatenate([np.column_stack([g.x_px[k], g.y_px[k]]) for g, k, _, _ in parts])
         new = inside & (grid_fit >= OFF_LATTICE)
