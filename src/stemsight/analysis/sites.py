@@ -12,6 +12,9 @@ grains behind mirror-twin boundaries). Each region keeps the two positions its c
 whether the brighter is the metal is decided by the context (the cross sections say whether a metal
 column is brighter or dimmer than a chalcogen pair). Graphene's two positions are both `C`; in hBN the
 brighter is N.
+
+Grains: `lattice_fit` says how strongly the image shows the lattice at each site, and
+`locate_sites_by_grain` places the sites of a rotated grain on that grain's own lattice.
 """
 
 from __future__ import annotations
