@@ -24,6 +24,8 @@ first-order spots of a field half covered by an inversion or shifted domain are 
 _SPOT_CONTRAST = 25.0
 """A lattice spot carries at least this many times the median power of the searched band (white noise
 alone reaches ~10× at its strongest of a few thousand pixels)."""
+_CLIP_PERCENTILE = 99.0
+"""The image is clipped at this percentile before its spectrum is taken (see `measure_lattice`)."""
 _WEAK_SPOT_CONTRAST = 10.0
 _WEAK_SPOT_TOLERANCE = 0.06
 """A noisy image (10⁴ e/Å² at 200 kV) can show its six first-order spots at only 12–17× the median power,
@@ -66,6 +68,9 @@ def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None,
     from scipy.ndimage import gaussian_filter, maximum_filter
 
     image = np.asarray(image, dtype=np.float64)
+    # a few very bright columns (a heavy-atom cluster) ring the spectrum with their own halo: clipped to the
+    # image's 99th percentile they weigh like any column
+    image = np.minimum(image, np.percentile(image, _CLIP_PERCENTILE))
     ny, nx = image.shape
     window = np.outer(np.hanning(ny), np.hanning(nx))
     spectrum = np.abs(np.fft.fftshift(np.fft.fft2((image - image.mean()) * window))) ** 2
