@@ -27,12 +27,17 @@ def item():
                                                      realism=RealismRanges(), fractions=fractions))
 
 
+def _matched(sites, item, pixel_size_a: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each true site of `item`: whether a located site lies within 0.5 Å, and the nearest one's index."""
+    distance, nearest = cKDTree(np.column_stack([sites["x_px"], sites["y_px"]])).query(
+        np.column_stack([item.x_px, item.y_px]))
+    return distance * pixel_size_a < 0.5, nearest
+
+
 def test_sites_of_a_fresh_realistic_image_are_found_and_named(item):
     analysis = analyze_frames(item.image, CONTEXT)
     sites = analysis.frames[0].sites
-    distance, nearest = cKDTree(np.column_stack([sites["x_px"], sites["y_px"]])).query(
-        np.column_stack([item.x_px, item.y_px]))
-    found = distance * CONTEXT.pixel_size_a < 0.5
+    found, nearest = _matched(sites, item, CONTEXT.pixel_size_a)
     assert found.mean() >= 0.995
     truth = np.asarray(item.label)
     assert np.mean(sites["label"][nearest[found]] == truth[found]) >= 0.97
@@ -113,9 +118,7 @@ def test_hbn_with_a_dopant_on_the_brighter_sublattice_is_found_and_named():
                                                      fractions={"N:D": 0.08, "B:V": 0.04}))
     analysis = analyze_frames(item.image, ctx)
     sites = analysis.frames[0].sites
-    distance, nearest = cKDTree(np.column_stack([sites["x_px"], sites["y_px"]])).query(
-        np.column_stack([item.x_px, item.y_px]))
-    found = distance * ctx.pixel_size_a < 0.5
+    found, nearest = _matched(sites, item, ctx.pixel_size_a)
     assert found.mean() >= 0.995
     truth = np.asarray(item.label)
     assert np.mean(sites["label"][nearest[found]] == truth[found]) >= 0.98

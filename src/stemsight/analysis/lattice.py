@@ -101,10 +101,7 @@ def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None,
     # the six; a small crop of a defect may show the third pair only weakly)
     partner = None
     for k in (1, 5):
-        t = math.radians(60 * k)
-        c, s = math.cos(t), math.sin(t)
-        target = np.array([g1[0] * c - g1[1] * s, g1[0] * s + g1[1] * c])
-        near = np.linalg.norm(g - target, axis=1) < _SPOT_TOLERANCE * np.linalg.norm(g1)
+        near = np.linalg.norm(g - _rotated(g1, 60 * k), axis=1) < _SPOT_TOLERANCE * np.linalg.norm(g1)
         hit = np.flatnonzero(near & strong)
         if hit.size and (partner is None or power[hit[0]] > power[partner]):
             partner = int(hit[0])
@@ -119,6 +116,13 @@ def measure_lattice(image: np.ndarray, *, expected_a_px: float | None = None,
     return Lattice(basis)
 
 
+def _rotated(g: np.ndarray, degrees: float) -> np.ndarray:
+    """(2,) spatial frequency `g` (x, y) rotated by `degrees` counter-clockwise."""
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    return np.array([g[0] * c - g[1] * s, g[0] * s + g[1] * c])
+
+
 def _weak_hexagon(g: np.ndarray, power: np.ndarray, g1: np.ndarray, floor: float) -> int | None:
     """Index (into `g`, spots ordered by power) of the spot 60° from `g1` when the strongest spot and the
     spots at 60° and 120° from it all pass `_WEAK_SPOT_CONTRAST` × `floor` and sit within
@@ -127,11 +131,8 @@ def _weak_hexagon(g: np.ndarray, power: np.ndarray, g1: np.ndarray, floor: float
         return None
     found = []
     for degrees in (60, 120):
-        t = math.radians(degrees)
-        c, s = math.cos(t), math.sin(t)
-        target = np.array([g1[0] * c - g1[1] * s, g1[0] * s + g1[1] * c])
-        hit = np.flatnonzero((np.linalg.norm(g - target, axis=1) < _WEAK_SPOT_TOLERANCE * np.linalg.norm(g1))
-                             & (power >= _WEAK_SPOT_CONTRAST * floor))
+        near = np.linalg.norm(g - _rotated(g1, degrees), axis=1) < _WEAK_SPOT_TOLERANCE * np.linalg.norm(g1)
+        hit = np.flatnonzero(near & (power >= _WEAK_SPOT_CONTRAST * floor))
         if not hit.size:
             return None
         found.append(int(hit[0]))

@@ -391,10 +391,11 @@ def locate_sites_by_grain(
     image = np.asarray(image, dtype=np.float64)
     first = locate_sites(image, sublattices=sublattices, first_is_brighter=first_is_brighter,
                          expected_a_px=expected_a_px)
-    fit = lattice_fit(image, first, reference=None)
     # a second grain of the same film shows its lattice as strongly as the first: its sites are scored on
     # the first grain's scale, so an amorphous patch does not pass for a grain
-    reference = float(np.quantile(lattice_fit(image, first, reference=1.0), 0.9))
+    amplitude = lattice_fit(image, first, reference=1.0)
+    reference = float(np.quantile(amplitude, 0.9)) if len(first) else 0.0
+    fit = amplitude / reference if reference > 0 else np.zeros(len(first))
     a_px = first.lattice.a_px
     on = fit >= OFF_LATTICE
     parts = [(first, on, fit, 0)]
